@@ -1,0 +1,143 @@
+package bastion
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/xenbastion/xenbastion/xapi"
+)
+
+// denial is why a console was not opened: what the user is told, and what
+// the audit log records.
+type denial struct {
+	msg    string // for the user: short, no internals
+	reason string // for the audit record
+	code   gossh.RejectionReason
+	// vm is set when the user may know which VM it is about.
+	vm *xapi.VM
+	// err is the internal error, logged but never shown.
+	err error
+}
+
+func (d *denial) Error() string { return d.msg }
+
+// msgNoSuchVM is what a user is told both for a VM that does not exist and
+// for one they may not open, so nobody learns which VMs exist.
+const msgNoSuchVM = "no VM %q that you may open"
+
+// find resolves raw to the one VM it names among those u may open.
+// Permission is decided before anything else is said about a VM: VMs the
+// user may not open are dropped before the ambiguity and power checks.
+func (s *Server) find(ctx context.Context, u *User, raw string) (Pool, xapi.VM, *denial) {
+	t, err := ParseTarget(raw, s.poolNames())
+	if err != nil {
+		return nil, xapi.VM{}, &denial{msg: err.Error(), reason: "malformed target", code: gossh.Prohibited}
+	}
+	type match struct {
+		pool Pool
+		vm   xapi.VM
+	}
+	var allowed []match
+	hidden, failed := 0, 0
+	var lastErr error
+	for _, p := range s.Pools {
+		if t.Pool != "" && p.Name() != t.Pool {
+			continue
+		}
+		vms, err := p.FindVMs(ctx, t.Name)
+		if err != nil {
+			failed++
+			lastErr = err
+			s.log.Error("xapi lookup failed", "pool", p.Name(), "target", raw, "err", err)
+			continue
+		}
+		for _, vm := range vms {
+			if u.MayOpen(vm) {
+				allowed = append(allowed, match{p, vm})
+			} else {
+				hidden++
+			}
+		}
+	}
+	if len(allowed) == 0 && failed > 0 {
+		return nil, xapi.VM{}, &denial{msg: "the pool is unavailable, try again later", reason: "pool unavailable", code: gossh.ConnectionFailed, err: lastErr}
+	}
+	vms := make([]xapi.VM, len(allowed))
+	for i, m := range allowed {
+		vms[i] = m.vm
+	}
+	vm, err := xapi.Choose(t.Name, vms)
+	var amb *xapi.AmbiguousError
+	switch {
+	case errors.Is(err, xapi.ErrNotFound):
+		reason := "no such VM"
+		if hidden > 0 {
+			reason = "not permitted"
+		}
+		return nil, xapi.VM{}, &denial{msg: fmt.Sprintf(msgNoSuchVM, raw), reason: reason, code: gossh.Prohibited}
+	case errors.As(err, &amb):
+		return nil, xapi.VM{}, &denial{
+			msg:    fmt.Sprintf("%q names several VMs; use one of their UUIDs: %s", raw, strings.Join(amb.UUIDs, ", ")),
+			reason: "ambiguous name", code: gossh.ConnectionFailed,
+		}
+	case err != nil:
+		return nil, xapi.VM{}, &denial{msg: "lookup failed", reason: "lookup failed", code: gossh.ConnectionFailed, err: err}
+	}
+	for _, m := range allowed {
+		if m.vm.UUID == vm.UUID {
+			return m.pool, vm, nil
+		}
+	}
+	return nil, xapi.VM{}, &denial{msg: "lookup failed", reason: "lookup failed", code: gossh.ConnectionFailed}
+}
+
+// open finds the VM and opens its console of protocol p.
+func (s *Server) open(ctx context.Context, u *User, raw string, p xapi.Protocol) (xapi.VM, net.Conn, *denial) {
+	ctx, cancel := context.WithTimeout(ctx, s.consoleTimeout())
+	defer cancel()
+	pool, vm, d := s.find(ctx, u, raw)
+	if d != nil {
+		return xapi.VM{}, nil, d
+	}
+	if !vm.Running() {
+		return vm, nil, &denial{msg: fmt.Sprintf("VM %s is %s", vm.Name, strings.ToLower(vm.PowerState)), reason: "not running", code: gossh.ConnectionFailed, vm: &vm}
+	}
+	conn, err := pool.DialConsole(ctx, vm, p)
+	if err == nil {
+		return vm, conn, nil
+	}
+	d = &denial{code: gossh.ConnectionFailed, vm: &vm, err: err}
+	var ce *xapi.ConnectError
+	var fe *xapi.FingerprintError
+	switch {
+	case errors.Is(err, xapi.ErrNotRunning):
+		d.msg, d.reason = fmt.Sprintf("VM %s is not running", vm.Name), "not running"
+	case errors.Is(err, xapi.ErrNoConsole):
+		d.msg, d.reason = fmt.Sprintf("VM %s has no %s console", vm.Name, protocolName(p)), "no console"
+	case errors.As(err, &ce) && ce.StatusCode == 503:
+		d.msg, d.reason = fmt.Sprintf("the console of VM %s is in use (the pool allows one session per console)", vm.Name), "console busy"
+	case errors.As(err, &fe):
+		d.msg, d.reason = "the console host's TLS certificate is not trusted", "tls mismatch"
+	case ctx.Err() != nil:
+		d.msg, d.reason = "the pool did not answer in time", "timeout"
+	default:
+		d.msg, d.reason = "the console could not be opened", "console unavailable"
+	}
+	s.log.Error("console open failed", "pool", pool.Name(), "vm", vm.Name, "protocol", p, "err", err)
+	return vm, nil, d
+}
+
+func protocolName(p xapi.Protocol) string {
+	switch p {
+	case xapi.RFB:
+		return "VNC (rfb)"
+	case xapi.VT100:
+		return "text (vt100)"
+	}
+	return string(p)
+}

@@ -1,0 +1,216 @@
+package bastion
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	gliderssh "github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/xenbastion/xenbastion/xapi"
+)
+
+// ErrServerClosed is returned by Serve and ListenAndServe after Shutdown or
+// Close.
+var ErrServerClosed = gliderssh.ErrServerClosed
+
+// Pool is the part of a XAPI client that the bastion uses;
+// *xapi.Client implements it.
+type Pool interface {
+	// Name is the pool's configured name, as used in "POOL/name".
+	Name() string
+	// VMs returns every guest VM of the pool, with its consoles.
+	VMs(ctx context.Context) ([]xapi.VM, error)
+	// FindVMs returns the guest VMs whose name label or UUID is target.
+	FindVMs(ctx context.Context, target string) ([]xapi.VM, error)
+	// DialConsole opens the VM's console of protocol p.
+	DialConsole(ctx context.Context, vm xapi.VM, p xapi.Protocol) (net.Conn, error)
+}
+
+// Server is the SSH server of the bastion. Set its fields, then call Serve
+// or ListenAndServe; do not change them afterwards. The zero value refuses
+// everyone until a Policy is set.
+type Server struct {
+	// Addr is the address ListenAndServe listens on; ":2222" if empty.
+	Addr string
+	// HostKey is the server's host key. Nil means an ephemeral key, which
+	// only tests should use.
+	HostKey gossh.Signer
+	// Pools are the pools whose consoles are served.
+	Pools []Pool
+	// Policy says who may log in and what they may open. Nil refuses
+	// everyone. Use SetPolicy to change it while serving.
+	Policy *Policy
+	// Audit receives the audit events. Nil discards them.
+	Audit *AuditLog
+	// Logger receives operational logs. Nil discards them.
+	Logger *slog.Logger
+	// Version is announced in the SSH banner. Empty means "dev".
+	Version string
+	// ConsoleTimeout bounds finding and opening a console. Zero means 30 s.
+	ConsoleTimeout time.Duration
+	// DrainQuiet and DrainMax bound how long a "console" command without a
+	// PTY keeps relaying output after its input ended: until the console
+	// has been quiet for DrainQuiet (zero: 1 s), at most DrainMax (zero:
+	// 10 s).
+	DrainQuiet, DrainMax time.Duration
+
+	initOnce sync.Once
+	policy   atomic.Pointer[Policy]
+	ssh      *gliderssh.Server
+	log      *slog.Logger
+
+	// base is cancelled, with cause errShutdown, when Shutdown or Close
+	// begins; every console watches it.
+	base       context.Context
+	cancelBase context.CancelCauseFunc
+
+	// handlers counts running session and forward handlers, so that
+	// Shutdown can wait for their audit records.
+	handlers sync.WaitGroup
+	mu       sync.Mutex // guards closing, and handlers.Add against Wait
+	closing  bool
+}
+
+var errShutdown = errors.New("server shutdown")
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.log = s.Logger
+		if s.log == nil {
+			s.log = slog.New(slog.DiscardHandler)
+		}
+		if s.Policy != nil && s.policy.Load() == nil {
+			s.policy.Store(s.Policy)
+		}
+		s.base, s.cancelBase = context.WithCancelCause(context.Background())
+		version := s.Version
+		if version == "" {
+			version = "dev"
+		}
+		s.ssh = &gliderssh.Server{
+			Addr:    s.Addr,
+			Version: "xenbastion_" + version,
+			Handler: s.handleSession,
+			// Public keys only: with no password or keyboard-interactive
+			// handler, the server does not offer those methods.
+			PublicKeyHandler:     s.authPublicKey,
+			ConnCallback:         s.trackConn,
+			ServerConfigCallback: s.serverConfig,
+			ChannelHandlers: map[string]gliderssh.ChannelHandler{
+				"session":      gliderssh.DefaultSessionHandler,
+				"direct-tcpip": s.handleDirectTCPIP,
+			},
+			// Non-nil and empty: every global request (tcpip-forward
+			// included) and every subsystem is refused.
+			RequestHandlers:   map[string]gliderssh.RequestHandler{},
+			SubsystemHandlers: map[string]gliderssh.SubsystemHandler{},
+		}
+		if s.ssh.Addr == "" {
+			s.ssh.Addr = ":2222"
+		}
+		if s.HostKey != nil {
+			s.ssh.AddHostKey(s.HostKey)
+		}
+	})
+}
+
+// SetPolicy replaces the policy for new authentications and console opens.
+func (s *Server) SetPolicy(p *Policy) {
+	s.init()
+	s.policy.Store(p)
+}
+
+func (s *Server) currentPolicy() *Policy {
+	return s.policy.Load()
+}
+
+// Serve accepts SSH connections on l until Shutdown or Close, and returns
+// ErrServerClosed then.
+func (s *Server) Serve(l net.Listener) error {
+	s.init()
+	return s.ssh.Serve(l)
+}
+
+// ListenAndServe listens on Addr and serves.
+func (s *Server) ListenAndServe() error {
+	s.init()
+	l, err := net.Listen("tcp", s.ssh.Addr)
+	if err != nil {
+		return err
+	}
+	return s.Serve(l)
+}
+
+// Shutdown stops accepting connections, ends every console session (the
+// user is told the server is shutting down, and each session gets its
+// console.end record), waits for the sessions to finish or ctx to end, and
+// closes every connection.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	// gliderlabs' Shutdown closes the listeners at once, then waits for
+	// every connection to close, which SSH clients do not do on their own:
+	// it runs in the background and Close ends it below.
+	done := make(chan error, 1)
+	go func() { done <- s.ssh.Shutdown(context.Background()) }()
+	s.beginClose()
+
+	waited := make(chan struct{})
+	go func() { s.handlers.Wait(); close(waited) }()
+	var err error
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	s.ssh.Close()
+	<-done
+	return err
+}
+
+// Close closes the listeners and every connection at once. Console sessions
+// still get their console.end records, written as their relays notice.
+func (s *Server) Close() error {
+	s.init()
+	s.beginClose()
+	return s.ssh.Close()
+}
+
+func (s *Server) consoleTimeout() time.Duration {
+	if s.ConsoleTimeout > 0 {
+		return s.ConsoleTimeout
+	}
+	return 30 * time.Second
+}
+
+func (s *Server) poolNames() []string {
+	names := make([]string, len(s.Pools))
+	for i, p := range s.Pools {
+		names[i] = p.Name()
+	}
+	return names
+}
+
+// beginClose refuses new handlers and tells running consoles to end.
+func (s *Server) beginClose() {
+	s.mu.Lock()
+	s.closing = true
+	s.mu.Unlock()
+	s.cancelBase(errShutdown)
+}
+
+// enter registers a running handler; false once the server is closing.
+func (s *Server) enter() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closing {
+		return false
+	}
+	s.handlers.Add(1)
+	return true
+}

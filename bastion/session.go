@@ -1,0 +1,301 @@
+package bastion
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"reflect"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	gliderssh "github.com/gliderlabs/ssh"
+	gossh "golang.org/x/crypto/ssh"
+	"golang.org/x/term"
+
+	"github.com/xenbastion/xenbastion/xapi"
+)
+
+// Exit statuses of commands.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+const helpText = `xenbastion: VM consoles over SSH
+
+Commands:
+  list [--json]     the VMs you may open: POOL NAME POWER CONSOLES UUID
+  console VM        attach to VM's text (vt100) console; with a terminal
+                    (ssh -t), type Ctrl-] to detach
+  help              this text
+
+VM is a name, POOL/NAME, or a UUID.
+
+VNC: forward a local port to a VM's VNC console and point any VNC client at it:
+  ssh -N -L 5900:VM:5900 USER@BASTION     then connect to localhost:5900
+
+With a terminal and no command, a prompt takes the same commands and "exit".
+`
+
+// session is one SSH session channel.
+type session struct {
+	srv  *Server
+	sess gliderssh.Session
+	st   *connState
+	user *User
+	pty  bool
+	// out is where output goes: the channel itself, with "\n" written as
+	// "\r\n" under a PTY. raw is the channel without that translation, for
+	// console bytes.
+	out io.Writer
+	raw io.Writer
+	in  *input
+}
+
+// handleSession is gliderlabs' Handler: it runs the session's command, or
+// the prompt.
+func (s *Server) handleSession(sess gliderssh.Session) {
+	if !s.enter() {
+		fmt.Fprintln(sess.Stderr(), "xenbastion: the bastion is shutting down")
+		sess.Exit(exitError)
+		return
+	}
+	defer s.handlers.Done()
+	defer s.recoverPanic("session")
+
+	_, _, isPty := sess.Pty()
+	ss := &session{
+		srv:  s,
+		sess: sess,
+		st:   stateOf(sess.Context()),
+		user: s.currentPolicy().User(sess.User()),
+		pty:  isPty,
+		out:  sess,
+		raw:  rawChannel(sess),
+		in:   newInput(sess),
+	}
+	defer ss.in.Close()
+	code := ss.run()
+	sess.Exit(code)
+}
+
+// rawChannel returns the session's underlying channel. gliderlabs'
+// Session.Write turns "\n" into "\r\n" when a PTY was requested, which would
+// change a console's bytes; the embedded channel writes them as they are.
+func rawChannel(sess gliderssh.Session) io.Writer {
+	v := reflect.ValueOf(sess)
+	if v.Kind() == reflect.Pointer && v.Elem().Kind() == reflect.Struct {
+		if f := v.Elem().FieldByName("Channel"); f.IsValid() && f.CanInterface() {
+			if ch, ok := f.Interface().(gossh.Channel); ok && ch != nil {
+				return ch
+			}
+		}
+	}
+	return sess
+}
+
+func (ss *session) run() int {
+	args := strings.Fields(ss.sess.RawCommand())
+	if len(args) == 0 {
+		if !ss.pty {
+			fmt.Fprint(ss.sess.Stderr(), helpText)
+			return exitUsage
+		}
+		return ss.prompt()
+	}
+	return ss.command(args, ss.out)
+}
+
+// command runs one command, writing its output to out.
+func (ss *session) command(args []string, out io.Writer) int {
+	switch args[0] {
+	case "help", "--help", "-h":
+		fmt.Fprint(out, helpText)
+		return exitOK
+	case "list":
+		switch {
+		case len(args) == 1:
+			return ss.list(out, false)
+		case len(args) == 2 && args[1] == "--json":
+			return ss.list(out, true)
+		}
+		return ss.usage("usage: list [--json]")
+	case "console":
+		if len(args) != 2 {
+			return ss.usage("usage: console VM")
+		}
+		return ss.console(args[1])
+	}
+	return ss.usage(fmt.Sprintf("unknown command %q; try \"help\"", truncate(args[0], 64)))
+}
+
+func (ss *session) usage(msg string) int {
+	ss.errorf("%s", msg)
+	return exitUsage
+}
+
+// errorf tells the user what went wrong, on stderr.
+func (ss *session) errorf(format string, args ...any) {
+	msg := "xenbastion: " + fmt.Sprintf(format, args...) + "\n"
+	if ss.pty {
+		msg = strings.ReplaceAll(msg, "\n", "\r\n")
+	}
+	io.WriteString(ss.sess.Stderr(), msg)
+}
+
+// prompt reads commands at a "xenbastion> " prompt until "exit" or EOF.
+func (ss *session) prompt() int {
+	t := term.NewTerminal(struct {
+		io.Reader
+		io.Writer
+	}{ss.in, ss.raw}, "xenbastion> ")
+	fmt.Fprintf(t, "Welcome, %s. Type \"help\" for the commands, \"exit\" to leave.\n", ss.sess.User())
+	for {
+		line, err := t.ReadLine()
+		if err != nil {
+			return exitOK
+		}
+		args := strings.Fields(line)
+		switch {
+		case len(args) == 0:
+			continue
+		case args[0] == "exit" || args[0] == "quit":
+			return exitOK
+		}
+		ss.command(args, t)
+		if ss.sess.Context().Err() != nil || ss.srv.base.Err() != nil {
+			return exitError
+		}
+	}
+}
+
+// ListEntry is a VM as "list" shows it; "list --json" prints an array of
+// them.
+type ListEntry struct {
+	Pool       string   `json:"pool"`
+	Name       string   `json:"name"`
+	UUID       string   `json:"uuid"`
+	PowerState string   `json:"power_state"`
+	Consoles   []string `json:"consoles"`
+}
+
+func (ss *session) list(out io.Writer, asJSON bool) int {
+	ctx, cancel := context.WithTimeout(ss.sess.Context(), ss.srv.consoleTimeout())
+	defer cancel()
+	entries, failed := ss.srv.visibleVMs(ctx, ss.user)
+	if asJSON {
+		b, _ := json.MarshalIndent(entries, "", "  ")
+		fmt.Fprintf(out, "%s\n", b)
+	} else {
+		WriteVMTable(out, entries)
+	}
+	if len(failed) > 0 {
+		ss.errorf("pool %s is unavailable; its VMs are not listed", strings.Join(failed, ", "))
+		return exitError
+	}
+	return exitOK
+}
+
+// WriteVMTable writes entries as "list" does: a header, then one aligned
+// line per VM.
+func WriteVMTable(w io.Writer, entries []ListEntry) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "POOL\tNAME\tPOWER\tCONSOLES\tUUID")
+	for _, e := range entries {
+		cons := strings.Join(e.Consoles, ",")
+		if cons == "" {
+			cons = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Pool, e.Name, e.PowerState, cons, e.UUID)
+	}
+	tw.Flush()
+}
+
+// VisibleVMs lists the VMs the named user may open, for "xenbastion check",
+// and the pools that could not be asked.
+func (s *Server) VisibleVMs(ctx context.Context, user string) ([]ListEntry, []string) {
+	s.init()
+	return s.visibleVMs(ctx, s.currentPolicy().User(user))
+}
+
+// visibleVMs lists the VMs u may open in every pool, and the pools that
+// could not be asked.
+func (s *Server) visibleVMs(ctx context.Context, u *User) (entries []ListEntry, failed []string) {
+	entries = []ListEntry{}
+	for _, p := range s.Pools {
+		vms, err := p.VMs(ctx)
+		if err != nil {
+			s.log.Error("xapi list failed", "pool", p.Name(), "err", err)
+			failed = append(failed, p.Name())
+			continue
+		}
+		for _, vm := range vms {
+			if !u.MayOpen(vm) {
+				continue
+			}
+			e := ListEntry{Pool: vm.Pool, Name: vm.Name, UUID: vm.UUID, PowerState: vm.PowerState, Consoles: []string{}}
+			for _, proto := range vm.Protocols() {
+				if proto == xapi.RFB || proto == xapi.VT100 {
+					e.Consoles = append(e.Consoles, string(proto))
+				}
+			}
+			entries = append(entries, e)
+		}
+	}
+	slices.SortFunc(entries, func(a, b ListEntry) int {
+		return strings.Compare(a.Pool+"\x00"+a.Name+"\x00"+a.UUID, b.Pool+"\x00"+b.Name+"\x00"+b.UUID)
+	})
+	return entries, failed
+}
+
+// console attaches the session to a VM's vt100 console.
+func (ss *session) console(target string) int {
+	s, ctx := ss.srv, ss.sess.Context()
+	vm, conn, d := s.open(ctx, ss.user, target, xapi.VT100)
+	if d != nil {
+		ev := ss.st.event(EventConsoleDenied)
+		ev.Target, ev.Reason, ev.Protocol, ev.Via = target, d.reason, string(xapi.VT100), "command"
+		if d.vm != nil {
+			ev.Pool, ev.VM, ev.VMUUID = d.vm.Pool, d.vm.Name, d.vm.UUID
+		}
+		s.audit(ev, false)
+		s.log.Info("console refused", "conn", ss.st.id, "user", ev.User, "target", target, "reason", d.reason, "err", d.err)
+		ss.errorf("%s", d.msg)
+		return exitError
+	}
+	defer conn.Close()
+	cs, err := s.begin(ss.st, vm, xapi.VT100, "command")
+	if err != nil {
+		ss.errorf("the bastion cannot write its audit log; no console is opened")
+		return exitError
+	}
+	mode := commandMode
+	if ss.pty {
+		mode = ptyMode
+		ss.errorf("connected to %s (%s); press Enter for a prompt, Ctrl-] to detach", vm.Name, vm.Pool)
+	}
+	reason := cs.relay(ctx, ss.raw, ss.in, conn, mode)
+	cs.end(reason)
+	switch reason {
+	case EndDetached, EndInputDone:
+		if ss.pty {
+			ss.errorf("detached from %s", vm.Name)
+		}
+		return exitOK
+	case EndConsoleClosed:
+		ss.errorf("the pool closed the console of %s", vm.Name)
+	case EndShutdown:
+		ss.errorf("the bastion is shutting down; console of %s closed", vm.Name)
+	}
+	return exitError
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}

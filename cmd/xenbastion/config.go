@@ -1,0 +1,217 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/xenbastion/xenbastion/bastion"
+	"github.com/xenbastion/xenbastion/keys"
+	"github.com/xenbastion/xenbastion/xapi"
+)
+
+// Config is the YAML configuration file. It is read and checked once, at
+// start-up: a bad file fails there, with a message naming the field.
+type Config struct {
+	// Listen is the SSH listen address; ":2222" if empty.
+	Listen string `yaml:"listen"`
+	// HostKeyFile holds the SSH host key; created (ed25519, mode 0600) if
+	// missing. Required.
+	HostKeyFile string `yaml:"host_key_file"`
+	// AuditLog is the audit log file, "-" for standard output. Required.
+	AuditLog string       `yaml:"audit_log"`
+	Pools    []PoolConfig `yaml:"pools"`
+	Users    []UserConfig `yaml:"users"`
+}
+
+// PoolConfig names one XAPI pool.
+type PoolConfig struct {
+	Name string `yaml:"name"`
+	// URL is https://HOST[:PORT] of any host of the pool.
+	URL      string `yaml:"url"`
+	Username string `yaml:"username"`
+	// PasswordFile or PasswordEnv (exactly one) holds the password.
+	PasswordFile string    `yaml:"password_file"`
+	PasswordEnv  string    `yaml:"password_env"`
+	TLS          TLSConfig `yaml:"tls"`
+}
+
+// TLSConfig is how a pool's host certificates are checked; see xapi.Trust.
+type TLSConfig struct {
+	Fingerprints       []string `yaml:"fingerprints"`
+	CAFile             string   `yaml:"ca_file"`
+	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
+}
+
+// UserConfig is one user who may log in.
+type UserConfig struct {
+	Name               string   `yaml:"name"`
+	AuthorizedKeysFile string   `yaml:"authorized_keys_file"`
+	Keys               []string `yaml:"keys"`
+	// Allow lists globs on VM name labels, or "POOL/glob". Empty allows
+	// nothing.
+	Allow []string `yaml:"allow"`
+}
+
+// unknownKeyRE matches yaml.v3's report of an unknown key.
+var unknownKeyRE = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
+
+// parseConfig decodes and checks a configuration. name is the file name for
+// messages.
+func parseConfig(data []byte, name string) (*Config, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var c Config
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, fmt.Errorf("%s: empty configuration", name)
+		}
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			msgs := make([]string, len(te.Errors))
+			for i, e := range te.Errors {
+				if m := unknownKeyRE.FindStringSubmatch(e); m != nil {
+					e = fmt.Sprintf("line %s: unknown key %q", m[1], m[2])
+				}
+				msgs[i] = name + ": " + e
+			}
+			return nil, errors.New(strings.Join(msgs, "\n"))
+		}
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return &c, nil
+}
+
+func loadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return parseConfig(data, path)
+}
+
+// check validates what can be checked without reading other files.
+func (c *Config) check() error {
+	if c.Listen == "" {
+		c.Listen = ":2222"
+	}
+	if c.HostKeyFile == "" {
+		return errors.New("host_key_file: required (created on first start if missing)")
+	}
+	if c.AuditLog == "" {
+		return errors.New(`audit_log: required (a file, or "-" for standard output)`)
+	}
+	if len(c.Pools) == 0 {
+		return errors.New("pools: at least one pool is required")
+	}
+	pools := map[string]bool{}
+	for i, p := range c.Pools {
+		at := fmt.Sprintf("pools[%d]", i)
+		switch {
+		case p.Name == "":
+			return fmt.Errorf("%s.name: required", at)
+		case strings.ContainsAny(p.Name, "/ \t"):
+			return fmt.Errorf("%s.name %q: no spaces or slashes", at, p.Name)
+		case pools[p.Name]:
+			return fmt.Errorf("%s.name: pool %q listed twice", at, p.Name)
+		case p.URL == "":
+			return fmt.Errorf("pool %s: url: required", p.Name)
+		case !strings.HasPrefix(p.URL, "https://"):
+			return fmt.Errorf("pool %s: url %q: must be https://HOST[:PORT]", p.Name, p.URL)
+		case p.Username == "":
+			return fmt.Errorf("pool %s: username: required", p.Name)
+		case (p.PasswordFile == "") == (p.PasswordEnv == ""):
+			return fmt.Errorf("pool %s: set exactly one of password_file and password_env", p.Name)
+		}
+		if _, err := p.trust().TLSConfig(); err != nil {
+			return fmt.Errorf("pool %s: %w", p.Name, err)
+		}
+		pools[p.Name] = true
+	}
+	users := map[string]bool{}
+	for i, u := range c.Users {
+		switch {
+		case u.Name == "":
+			return fmt.Errorf("users[%d].name: required", i)
+		case users[u.Name]:
+			return fmt.Errorf("users[%d].name: user %q listed twice", i, u.Name)
+		case u.AuthorizedKeysFile == "" && len(u.Keys) == 0:
+			return fmt.Errorf("user %s: no keys: set authorized_keys_file or keys", u.Name)
+		}
+		for _, pat := range u.Allow {
+			if pool, _, ok := strings.Cut(pat, "/"); ok && !strings.ContainsAny(pool, "*?[") && !pools[pool] {
+				return fmt.Errorf("user %s: allow %q: no pool named %q", u.Name, pat, pool)
+			}
+		}
+		users[u.Name] = true
+	}
+	return nil
+}
+
+func (p PoolConfig) trust() xapi.Trust {
+	return xapi.Trust{Fingerprints: p.TLS.Fingerprints, CAFile: p.TLS.CAFile, InsecureSkipVerify: p.TLS.InsecureSkipVerify}
+}
+
+// password reads the pool's password from its file or environment variable.
+func (p PoolConfig) password() (string, error) {
+	if p.PasswordEnv != "" {
+		pw, ok := os.LookupEnv(p.PasswordEnv)
+		if !ok {
+			return "", fmt.Errorf("pool %s: password_env: $%s is not set", p.Name, p.PasswordEnv)
+		}
+		return pw, nil
+	}
+	b, err := os.ReadFile(p.PasswordFile)
+	if err != nil {
+		return "", fmt.Errorf("pool %s: password_file: %w", p.Name, err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+// policy loads every user's keys and builds the access policy.
+func (c *Config) policy() (*bastion.Policy, error) {
+	users := make([]bastion.User, 0, len(c.Users))
+	for _, u := range c.Users {
+		var lists [][]keys.AuthorizedKey
+		if u.AuthorizedKeysFile != "" {
+			ks, err := keys.LoadAuthorizedKeysFile(u.AuthorizedKeysFile)
+			if err != nil {
+				return nil, fmt.Errorf("user %s: %w", u.Name, err)
+			}
+			lists = append(lists, ks)
+		}
+		for i, line := range u.Keys {
+			ks, err := keys.ParseAuthorizedKeys([]byte(line), fmt.Sprintf("user %s keys[%d]", u.Name, i))
+			if err != nil {
+				return nil, err
+			}
+			lists = append(lists, ks)
+		}
+		n := 0
+		for _, ks := range lists {
+			for _, k := range ks {
+				// Options such as from= would narrow a key; until they are
+				// honoured, a key with options is refused rather than
+				// silently given more access than its line says.
+				if len(k.Options) > 0 {
+					return nil, fmt.Errorf("user %s: %s line %d: key options (%s) are not supported yet", u.Name, k.Source, k.Line, strings.Join(k.Options, ","))
+				}
+				n++
+			}
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("user %s: no keys found", u.Name)
+		}
+		users = append(users, bastion.User{Name: u.Name, Keys: keys.NewKeySet(lists...), Allow: u.Allow})
+	}
+	return bastion.NewPolicy(users)
+}

@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/xenbastion/xenbastion/bastion"
+	"github.com/xenbastion/xenbastion/keys"
+	"github.com/xenbastion/xenbastion/xapi"
+)
+
+// openPools makes a XAPI client for each configured pool.
+func (c *Config) openPools(log *slog.Logger) ([]*xapi.Client, error) {
+	clients := make([]*xapi.Client, 0, len(c.Pools))
+	for _, p := range c.Pools {
+		tlsConf, err := p.trust().TLSConfig()
+		if err != nil {
+			return nil, fmt.Errorf("pool %s: %w", p.Name, err)
+		}
+		if p.TLS.InsecureSkipVerify {
+			log.Warn("TLS certificates of this pool are NOT verified (insecure_skip_verify); pin them with tls.fingerprints", "pool", p.Name)
+		}
+		pw, err := p.password()
+		if err != nil {
+			return nil, err
+		}
+		cl, err := xapi.NewClient(xapi.Config{
+			Name: p.Name, URL: p.URL, Username: p.Username, Password: pw,
+			TLS: tlsConf, Logger: log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("pool %s: %w", p.Name, err)
+		}
+		clients = append(clients, cl)
+	}
+	return clients, nil
+}
+
+func asPools(clients []*xapi.Client) []bastion.Pool {
+	pools := make([]bastion.Pool, len(clients))
+	for i, c := range clients {
+		pools[i] = c
+	}
+	return pools
+}
+
+// loginAll logs in to each pool, logging the outcome; a pool that is down
+// at start-up is not fatal: the bastion logs in again when asked.
+func loginAll(ctx context.Context, log *slog.Logger, clients []*xapi.Client) {
+	for _, c := range clients {
+		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		if err := c.Login(ctx); err != nil {
+			log.Error("pool login failed; will retry on demand", "pool", c.Name(), "err", err)
+		} else {
+			log.Info("pool ready", "pool", c.Name(), "master", c.Master())
+		}
+		cancel()
+	}
+}
+
+func serve(path string, stderr io.Writer) error {
+	log := newLogger(stderr)
+	cfg, err := loadConfig(path)
+	if err != nil {
+		return err
+	}
+	policy, err := cfg.policy()
+	if err != nil {
+		return err
+	}
+	hostKey, created, err := keys.LoadOrCreateHostKey(cfg.HostKeyFile)
+	if err != nil {
+		return err
+	}
+	if created {
+		log.Info("created SSH host key", "file", cfg.HostKeyFile, "fingerprint", keys.Fingerprint(hostKey.PublicKey()))
+	}
+	audit, err := bastion.OpenAuditLog(cfg.AuditLog)
+	if err != nil {
+		return err
+	}
+	defer audit.Close()
+	clients, err := cfg.openPools(log)
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	loginAll(context.Background(), log, clients)
+	srv := &bastion.Server{
+		HostKey: hostKey, Pools: asPools(clients), Policy: policy,
+		Audit: audit, Logger: log, Version: buildVersion(),
+	}
+	log.Info("xenbastion listening", "addr", l.Addr().String(), "host_key", keys.Fingerprint(hostKey.PublicKey()), "version", buildVersion())
+	err = serveUntilSignal(log, func() error { return srv.Serve(l) }, srv.Shutdown)
+	for _, c := range clients {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c.Close(ctx)
+		cancel()
+	}
+	if errors.Is(err, bastion.ErrServerClosed) {
+		return nil
+	}
+	return err
+}

@@ -1,0 +1,323 @@
+package xapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/kolo/xmlrpc"
+)
+
+// Config configures a Client for one pool.
+type Config struct {
+	// Name is the pool's name in the bastion's configuration; it is put in
+	// every VM the client returns and in log records.
+	Name string
+	// URL is https://HOST[:PORT] of any host of the pool; HOST_IS_SLAVE is
+	// followed to the master.
+	URL      string
+	Username string
+	Password string
+	// TLS is the client TLS configuration, usually from [Trust.TLSConfig].
+	// Required.
+	TLS *tls.Config
+	// Timeout bounds every XML-RPC call and every console dial. Zero means
+	// 30 seconds.
+	Timeout time.Duration
+	// Logger receives the client's diagnostics. Nil discards them.
+	Logger *slog.Logger
+}
+
+// maxReply bounds an XML-RPC reply body; get_all_records of a large pool is
+// a few MiB.
+const maxReply = 64 << 20
+
+// maxMasterHops bounds how often one call follows HOST_IS_SLAVE.
+const maxMasterHops = 3
+
+// Client is a XAPI client for one pool. It is safe for concurrent use.
+type Client struct {
+	cfg    Config
+	http   *http.Client
+	dialer net.Dialer
+	log    *slog.Logger
+
+	// loginMu is held while logging in, so that concurrent callers that
+	// find no valid session wait for one login instead of each doing one.
+	loginMu sync.Mutex
+
+	// mu guards master and session.
+	mu      sync.Mutex
+	master  string // base URL of the pool master (or of the configured host until HOST_IS_SLAVE says otherwise)
+	session string // session ref, "" when logged out
+}
+
+// NewClient checks cfg and returns a client. It does no I/O: the first call
+// logs in.
+func NewClient(cfg Config) (*Client, error) {
+	if cfg.TLS == nil {
+		return nil, ErrNoTrust
+	}
+	u, err := url.Parse(cfg.URL)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("pool url %q: want https://HOST[:PORT]", cfg.URL)
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	c := &Client{
+		cfg:    cfg,
+		log:    cfg.Logger.With("pool", cfg.Name),
+		master: "https://" + u.Host,
+	}
+	c.dialer.Timeout = cfg.Timeout
+	c.dialer.KeepAlive = 30 * time.Second
+	c.http = &http.Client{Transport: &http.Transport{
+		DialContext:         c.dialer.DialContext,
+		TLSClientConfig:     cfg.TLS,
+		TLSHandshakeTimeout: cfg.Timeout,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     90 * time.Second,
+	}}
+	return c, nil
+}
+
+// Name returns the pool's configured name.
+func (c *Client) Name() string { return c.cfg.Name }
+
+// Master returns the base URL of the host the client currently takes for the
+// pool master.
+func (c *Client) Master() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.master
+}
+
+// reply is the envelope of every XAPI reply. kolo/xmlrpc cannot decode a
+// bare <value> into an interface{}, so each call decodes into its own T.
+type reply[T any] struct {
+	Status           string   `xmlrpc:"Status"`
+	Value            T        `xmlrpc:"Value"`
+	ErrorDescription []string `xmlrpc:"ErrorDescription"`
+}
+
+// decodeReply decodes an XML-RPC reply body into out (a pointer), returning
+// *Error for a XAPI failure.
+func decodeReply[T any](body []byte, out *T) error {
+	var r reply[T]
+	if err := xmlrpc.Response(body).Unmarshal(&r); err != nil {
+		return fmt.Errorf("malformed XML-RPC reply: %w", err)
+	}
+	switch r.Status {
+	case "Success":
+		*out = r.Value
+		return nil
+	case "Failure":
+		if len(r.ErrorDescription) == 0 {
+			return &Error{Code: "UNKNOWN_ERROR"}
+		}
+		return &Error{Code: r.ErrorDescription[0], Params: r.ErrorDescription[1:]}
+	default:
+		return fmt.Errorf("malformed XML-RPC reply: status %q", r.Status)
+	}
+}
+
+// rpc makes one XML-RPC call to base (a host's base URL), following no
+// redirects and retrying nothing.
+func rpc[T any](ctx context.Context, c *Client, base, method string, out *T, args ...any) error {
+	body, err := xmlrpc.EncodeMethodCall(method, args...)
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", method, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/", bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "text/xml")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, maxReply+1))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("HTTP %s", resp.Status)
+	}
+	if len(data) > maxReply {
+		return fmt.Errorf("reply larger than %d bytes", maxReply)
+	}
+	return decodeReply(data, out)
+}
+
+// call makes a session call: the session ref is passed as the first
+// argument. It logs in when there is no session, logs in again once on
+// SESSION_INVALID, and follows HOST_IS_SLAVE to the master.
+func call[T any](ctx context.Context, c *Client, method string, out *T, args ...any) error {
+	retried := false
+	for hops := 0; ; {
+		session, master, err := c.sessionRef(ctx)
+		if err != nil {
+			return err
+		}
+		err = rpc(ctx, c, master, method, out, append([]any{session}, args...)...)
+		var xe *Error
+		switch {
+		case err == nil:
+			return nil
+		case errors.As(err, &xe) && xe.Code == CodeSessionInvalid && !retried:
+			c.log.Info("xapi session expired, logging in again")
+			c.dropSession(session)
+			retried = true
+			continue
+		case errors.As(err, &xe) && xe.Code == CodeHostIsSlave && len(xe.Params) > 0 && hops < maxMasterHops:
+			hops++
+			c.moveMaster(master, xe.Params[0])
+			c.dropSession(session)
+			continue
+		}
+		return fmt.Errorf("xapi: %s: %w", method, err)
+	}
+}
+
+// sessionRef returns a valid session and the master's URL, logging in if
+// there is no session. Only one login runs at a time; callers that waited
+// for it use its session.
+func (c *Client) sessionRef(ctx context.Context) (session, master string, err error) {
+	c.mu.Lock()
+	session, master = c.session, c.master
+	c.mu.Unlock()
+	if session != "" {
+		return session, master, nil
+	}
+
+	c.loginMu.Lock()
+	defer c.loginMu.Unlock()
+	c.mu.Lock()
+	session, master = c.session, c.master
+	c.mu.Unlock()
+	if session != "" {
+		return session, master, nil // another caller logged in meanwhile
+	}
+	session, master, err = c.login(ctx)
+	if err != nil {
+		return "", "", err
+	}
+	c.mu.Lock()
+	c.session, c.master = session, master
+	c.mu.Unlock()
+	return session, master, nil
+}
+
+// login logs in at the current master, following HOST_IS_SLAVE.
+func (c *Client) login(ctx context.Context) (session, master string, err error) {
+	master = c.Master()
+	for hops := 0; ; hops++ {
+		err = rpc(ctx, c, master, "session.login_with_password", &session,
+			c.cfg.Username, c.cfg.Password, "1.1", "xenbastion")
+		var xe *Error
+		if errors.As(err, &xe) && xe.Code == CodeHostIsSlave && len(xe.Params) > 0 && hops < maxMasterHops {
+			next := hostURL(xe.Params[0])
+			c.log.Info("following HOST_IS_SLAVE to the pool master", "from", master, "master", next)
+			master = next
+			continue
+		}
+		if err != nil {
+			return "", "", fmt.Errorf("xapi: login to %s as %s: %w", master, c.cfg.Username, err)
+		}
+		if session == "" {
+			return "", "", fmt.Errorf("xapi: login to %s: empty session reference", master)
+		}
+		c.log.Info("logged in to xapi", "master", master)
+		return session, master, nil
+	}
+}
+
+// dropSession forgets session if it is still the current one.
+func (c *Client) dropSession(session string) {
+	c.mu.Lock()
+	if c.session == session {
+		c.session = ""
+	}
+	c.mu.Unlock()
+}
+
+// moveMaster records that the master is at addr, if the master is still from.
+func (c *Client) moveMaster(from, addr string) {
+	next := hostURL(addr)
+	c.mu.Lock()
+	if c.master == from {
+		c.master = next
+	}
+	c.mu.Unlock()
+	c.log.Info("following HOST_IS_SLAVE to the pool master", "from", from, "master", next)
+}
+
+// Login logs in now if there is no valid session, so that a caller learns at
+// start-up whether the credentials and the TLS trust work.
+func (c *Client) Login(ctx context.Context) error {
+	_, _, err := c.sessionRef(ctx)
+	return err
+}
+
+// Close logs out, if logged in, and closes idle connections.
+func (c *Client) Close(ctx context.Context) error {
+	c.mu.Lock()
+	session, master := c.session, c.master
+	c.session = ""
+	c.mu.Unlock()
+	var err error
+	if session != "" {
+		var void struct{}
+		err = rpc(ctx, c, master, "session.logout", &void, session)
+	}
+	c.http.CloseIdleConnections()
+	return err
+}
+
+// hostURL turns an address from XAPI (HOST_IS_SLAVE's master address,
+// host.address) into a base URL. XAPI sends bare addresses, IPv4 or IPv6
+// (port 443 implied); "host:port" and "[v6]:port" are accepted too.
+func hostURL(addr string) string {
+	return "https://" + hostPort(addr, "")
+}
+
+// hostPort returns addr as a URL host: IPv6 addresses bracketed, and port
+// added when addr has none and port is not empty.
+func hostPort(addr, port string) string {
+	addr = strings.TrimSpace(addr)
+	if ip, err := netip.ParseAddr(addr); err == nil {
+		if port != "" {
+			return net.JoinHostPort(ip.String(), port)
+		}
+		if ip.Is6() {
+			return "[" + ip.String() + "]"
+		}
+		return ip.String()
+	}
+	if _, _, err := net.SplitHostPort(addr); err == nil {
+		return addr
+	}
+	if port != "" {
+		return net.JoinHostPort(addr, port)
+	}
+	return addr
+}

@@ -1,0 +1,222 @@
+package xapi
+
+import (
+	"bufio"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// maxConnectHeader bounds the reply header of a console CONNECT.
+const maxConnectHeader = 8 << 10
+
+// DialConsole opens vm's console of protocol p: it reads the console's
+// location from XAPI, connects over TLS to the host named there (port 443
+// unless the location gives one; the address of the VM's resident host when
+// the location's host is empty), sends CONNECT with the session, and
+// requires a 200 reply. The returned conn carries the console's raw bytes,
+// including any that arrived with the reply header. It implements
+// CloseWrite.
+func (c *Client) DialConsole(ctx context.Context, vm VM, p Protocol) (net.Conn, error) {
+	con, err := c.Console(ctx, vm, p)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := c.dialLocation(ctx, vm, con)
+	if errors.Is(err, errUnauthorised) {
+		// The session expired between the lookup and the CONNECT: log in
+		// again and retry once.
+		if s, _, _ := c.sessionRef(ctx); s != "" {
+			c.dropSession(s)
+		}
+		conn, err = c.dialLocation(ctx, vm, con)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("xapi: open %s console of %s: %w", p, vm.Name, err)
+	}
+	return conn, nil
+}
+
+var errUnauthorised = errors.New("401")
+
+func (c *Client) dialLocation(ctx context.Context, vm VM, con Console) (net.Conn, error) {
+	if con.Location == "" {
+		return nil, fmt.Errorf("console has no address: %w", ErrNotRunning)
+	}
+	u, err := url.Parse(con.Location)
+	if err != nil || u.Scheme != "https" {
+		return nil, fmt.Errorf("console location %q is not an https URL", con.Location)
+	}
+	host := u.Host
+	if u.Hostname() == "" {
+		// Seen in the field: https:///console?ref=... Use the address of
+		// the host the VM runs on.
+		if vm.ResidentOn == "" {
+			return nil, fmt.Errorf("console location %q has no host and the VM runs nowhere", con.Location)
+		}
+		var addr string
+		if err := call(ctx, c, "host.get_address", &addr, vm.ResidentOn); err != nil {
+			return nil, err
+		}
+		if addr == "" {
+			return nil, errors.New("the VM's host has no address")
+		}
+		host = addr
+	}
+	host = hostPort(host, "443")
+	session, _, err := c.sessionRef(ctx)
+	if err != nil {
+		return nil, err
+	}
+
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	raw, err := c.dialer.DialContext(ctx, "tcp", host)
+	if err != nil {
+		return nil, err
+	}
+	tc := tls.Client(raw, c.tlsConfigFor(host))
+	// The deadline covers the handshake, the request and the reply header.
+	if d, ok := ctx.Deadline(); ok {
+		tc.SetDeadline(d)
+	}
+	fail := func(err error) (net.Conn, error) {
+		tc.Close()
+		if ctx.Err() != nil && !errors.Is(err, errUnauthorised) {
+			return nil, fmt.Errorf("%w (%w)", err, ctx.Err())
+		}
+		return nil, err
+	}
+	if err := tc.HandshakeContext(ctx); err != nil {
+		return fail(err)
+	}
+	q := u.Query()
+	q.Set("session_id", session)
+	req := "CONNECT " + u.EscapedPath() + "?" + q.Encode() + " HTTP/1.0\r\n\r\n"
+	if _, err := io.WriteString(tc, req); err != nil {
+		return fail(err)
+	}
+	br := bufio.NewReaderSize(tc, 4<<10)
+	if err := ReadConnectReply(br); err != nil {
+		var ce *ConnectError
+		if errors.As(err, &ce) && ce.StatusCode == 401 {
+			return fail(errUnauthorised)
+		}
+		return fail(err)
+	}
+	tc.SetDeadline(noDeadline)
+	cc := &consoleConn{Conn: tc}
+	if br.Buffered() > 0 {
+		cc.r = br // console bytes that came with the reply header
+	}
+	return cc, nil
+}
+
+// tlsConfigFor returns the TLS config for dialling hostport. Go sends SNI
+// only for DNS names; xapi needs no special SNI.
+func (c *Client) tlsConfigFor(hostport string) *tls.Config {
+	cfg := c.cfg.TLS.Clone()
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		cfg.ServerName = h
+	}
+	return cfg
+}
+
+// ReadConnectReply reads the reply to a console CONNECT from br and returns
+// nil for a 200, a *ConnectError for any other status, and an error for a
+// reply that is not HTTP. On success, br holds any console bytes that came
+// with the header; read them from br, not from the connection below it.
+func ReadConnectReply(br *bufio.Reader) error {
+	line, err := readLine(br, maxConnectHeader)
+	if err != nil {
+		return fmt.Errorf("reading CONNECT reply: %w", err)
+	}
+	proto, status, ok := strings.Cut(line, " ")
+	if !ok || !strings.HasPrefix(proto, "HTTP/1.") {
+		return fmt.Errorf("CONNECT reply is not HTTP: %q", truncate(line, 64))
+	}
+	codeStr, _, _ := strings.Cut(status, " ")
+	code, err := strconv.Atoi(codeStr)
+	if err != nil || len(codeStr) != 3 {
+		return fmt.Errorf("CONNECT reply has a bad status line: %q", truncate(line, 64))
+	}
+	// Headers: read and drop them up to the blank line. The header block,
+	// status line included, is bounded.
+	budget := maxConnectHeader - len(line)
+	for {
+		h, err := readLine(br, budget)
+		if err != nil {
+			return fmt.Errorf("reading CONNECT reply header: %w", err)
+		}
+		budget -= len(h) + 2
+		if h == "" {
+			break
+		}
+	}
+	if code != 200 {
+		return &ConnectError{StatusCode: code, Status: strings.TrimSpace(status)}
+	}
+	return nil
+}
+
+// readLine reads one header line of at most max bytes and returns it without
+// its line ending (CRLF, or a bare LF as lenient HTTP readers accept).
+func readLine(br *bufio.Reader, max int) (string, error) {
+	var line []byte
+	for {
+		frag, err := br.ReadSlice('\n')
+		if len(line)+len(frag) > max {
+			return "", errors.New("header too long")
+		}
+		line = append(line, frag...)
+		if err == nil {
+			break
+		}
+		if err != bufio.ErrBufferFull {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return "", err
+		}
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	return string(line), nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+var noDeadline time.Time
+
+// consoleConn is a console connection whose first bytes may already sit in
+// the buffered reader that read the CONNECT reply.
+type consoleConn struct {
+	*tls.Conn
+	r *bufio.Reader
+}
+
+// Read drains the bytes buffered with the reply header first.
+func (c *consoleConn) Read(p []byte) (int, error) {
+	if c.r == nil {
+		return c.Conn.Read(p)
+	}
+	n, err := c.r.Read(p)
+	if c.r.Buffered() == 0 {
+		c.r = nil // drained: free the buffer, read the connection directly
+	}
+	return n, err
+}

@@ -1,0 +1,24 @@
+// Package xapi is a client for one XenServer / XCP-ng pool, speaking XAPI's
+// XML-RPC dialect over HTTPS and opening VM consoles through XAPI's CONNECT
+// endpoint.
+//
+// A [Client] logs in once with the configured credentials and reuses the
+// session for every call. It logs in again when XAPI says SESSION_INVALID,
+// follows HOST_IS_SLAVE to the pool master, and gives every call a deadline
+// (kolo/xmlrpc takes no context, so the client drives the HTTP request
+// itself and uses kolo/xmlrpc only to encode calls and decode replies).
+//
+// Failures that XAPI reports are returned as *[Error] with XAPI's code and
+// parameters; conditions callers branch on ([ErrNotFound], [ErrNotRunning],
+// [ErrNoConsole], *[AmbiguousError], *[ConnectError]) are checked with
+// errors.Is and errors.As.
+//
+// [Client.DialConsole] opens a console: TLS to the host named by the
+// console's location, "CONNECT /console?..." with the session, a 200 reply
+// required, and a net.Conn that carries the raw console bytes (RFB or vt100)
+// from the first byte after the reply header.
+//
+// TLS trust is explicit: see [Trust]. XAPI hosts serve self-signed
+// certificates, so a pool is trusted by pinned SHA-256 fingerprints, by a CA
+// file, or (with a logged warning) not verified at all.
+package xapi

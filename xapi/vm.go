@@ -1,0 +1,257 @@
+package xapi
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+)
+
+// Protocol is a console protocol.
+type Protocol string
+
+// Console protocols XAPI knows. The bastion serves RFB and VT100.
+const (
+	RFB   Protocol = "rfb"
+	VT100 Protocol = "vt100"
+	RDP   Protocol = "rdp"
+)
+
+// Power states of a VM.
+const (
+	Running   = "Running"
+	Halted    = "Halted"
+	Paused    = "Paused"
+	Suspended = "Suspended"
+)
+
+// nullRef is XAPI's null reference.
+const nullRef = "OpaqueRef:NULL"
+
+// VM is what the bastion needs to know of a VM.
+type VM struct {
+	Pool       string // the pool's configured name
+	Ref        string
+	UUID       string
+	Name       string // name_label
+	PowerState string // Running, Halted, Paused, Suspended
+	ResidentOn string // host ref, "" when not running
+	Tags       []string
+	// IsControlDomain is true for a host's dom0.
+	IsControlDomain bool
+	// Consoles are the VM's consoles (empty when other_config:disable_pv_vnc
+	// is set). Locations are filled only by calls that read console records
+	// ([Client.VMs], [Client.Console]); [Client.FindVMs] leaves them empty.
+	Consoles []Console
+	// consoleRefs are the refs from the VM record.
+	consoleRefs []string
+}
+
+// Running reports whether the VM's power state is Running.
+func (v VM) Running() bool { return v.PowerState == Running }
+
+// Protocols returns the protocols of the VM's consoles, sorted.
+func (v VM) Protocols() []Protocol {
+	var ps []Protocol
+	for _, c := range v.Consoles {
+		if !slices.Contains(ps, c.Protocol) {
+			ps = append(ps, c.Protocol)
+		}
+	}
+	slices.Sort(ps)
+	return ps
+}
+
+// Console is a VM console record.
+type Console struct {
+	Ref      string
+	UUID     string
+	Protocol Protocol
+	// Location is where XAPI serves the console, e.g.
+	// https://ADDRESS/console?uuid=...; empty when the VM is not running.
+	Location string
+}
+
+// vmRecord is the part of XAPI's VM record that the bastion reads. Fields
+// are typed: kolo/xmlrpc cannot decode xapi's bare values into interface{}.
+type vmRecord struct {
+	UUID            string            `xmlrpc:"uuid"`
+	NameLabel       string            `xmlrpc:"name_label"`
+	PowerState      string            `xmlrpc:"power_state"`
+	IsATemplate     bool              `xmlrpc:"is_a_template"`
+	IsASnapshot     bool              `xmlrpc:"is_a_snapshot"`
+	IsControlDomain bool              `xmlrpc:"is_control_domain"`
+	Consoles        []string          `xmlrpc:"consoles"`
+	ResidentOn      string            `xmlrpc:"resident_on"`
+	Tags            []string          `xmlrpc:"tags"`
+	OtherConfig     map[string]string `xmlrpc:"other_config"`
+}
+
+type consoleRecord struct {
+	UUID     string `xmlrpc:"uuid"`
+	Protocol string `xmlrpc:"protocol"`
+	Location string `xmlrpc:"location"`
+	VM       string `xmlrpc:"VM"`
+}
+
+// guest reports whether the record is a VM a user can mean: not a template,
+// a snapshot or a control domain.
+func (r *vmRecord) guest() bool {
+	return !r.IsATemplate && !r.IsASnapshot && !r.IsControlDomain
+}
+
+func (c *Client) vmFromRecord(ref string, r *vmRecord) VM {
+	v := VM{
+		Pool:            c.cfg.Name,
+		Ref:             ref,
+		UUID:            r.UUID,
+		Name:            r.NameLabel,
+		PowerState:      r.PowerState,
+		Tags:            r.Tags,
+		IsControlDomain: r.IsControlDomain,
+	}
+	if r.ResidentOn != nullRef {
+		v.ResidentOn = r.ResidentOn
+	}
+	if r.OtherConfig["disable_pv_vnc"] != "1" {
+		v.consoleRefs = r.Consoles
+	}
+	return v
+}
+
+// VMs returns every guest VM of the pool (no templates, snapshots or
+// control domains) with its consoles, sorted by name. It costs two calls.
+func (c *Client) VMs(ctx context.Context) ([]VM, error) {
+	var vms map[string]vmRecord
+	if err := call(ctx, c, "VM.get_all_records", &vms); err != nil {
+		return nil, err
+	}
+	var cons map[string]consoleRecord
+	if err := call(ctx, c, "console.get_all_records", &cons); err != nil {
+		return nil, err
+	}
+	out := make([]VM, 0, len(vms))
+	for ref, r := range vms {
+		if !r.guest() {
+			continue
+		}
+		v := c.vmFromRecord(ref, &r)
+		for _, cref := range v.consoleRefs {
+			if cr, ok := cons[cref]; ok {
+				v.Consoles = append(v.Consoles, consoleFromRecord(cref, &cr))
+			}
+		}
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b VM) int {
+		return cmp.Or(cmp.Compare(a.Name, b.Name), cmp.Compare(a.UUID, b.UUID))
+	})
+	return out, nil
+}
+
+func consoleFromRecord(ref string, r *consoleRecord) Console {
+	return Console{Ref: ref, UUID: r.UUID, Protocol: Protocol(r.Protocol), Location: r.Location}
+}
+
+var uuidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+
+// IsUUID reports whether s has the form of a UUID.
+func IsUUID(s string) bool { return uuidRE.MatchString(s) }
+
+// FindVMs returns the guest VMs whose UUID is target (when target is a
+// UUID) or whose name label is target. Templates, snapshots and control
+// domains are left out. No match is an empty slice, not an error. Console
+// locations are not read: use [Client.Console] for that.
+func (c *Client) FindVMs(ctx context.Context, target string) ([]VM, error) {
+	var refs []string
+	if IsUUID(target) {
+		var ref string
+		err := call(ctx, c, "VM.get_by_uuid", &ref, strings.ToLower(target))
+		if IsCode(err, CodeUUIDInvalid) {
+			return nil, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		refs = []string{ref}
+	} else if err := call(ctx, c, "VM.get_by_name_label", &refs, target); err != nil {
+		return nil, err
+	}
+	var out []VM
+	for _, ref := range refs {
+		var r vmRecord
+		err := call(ctx, c, "VM.get_record", &r, ref)
+		if IsCode(err, CodeHandleInvalid) {
+			continue // deleted between the two calls
+		}
+		if err != nil {
+			return nil, err
+		}
+		if r.guest() {
+			out = append(out, c.vmFromRecord(ref, &r))
+		}
+	}
+	return out, nil
+}
+
+// Choose picks the VM that target means among vms (the VMs that match it):
+// the only one, or the only running one. No VM is ErrNotFound; several
+// running VMs, or several and none running, is an *AmbiguousError listing
+// their UUIDs.
+func Choose(target string, vms []VM) (VM, error) {
+	switch len(vms) {
+	case 0:
+		return VM{}, ErrNotFound
+	case 1:
+		return vms[0], nil
+	}
+	var running []VM
+	for _, v := range vms {
+		if v.Running() {
+			running = append(running, v)
+		}
+	}
+	if len(running) == 1 {
+		return running[0], nil
+	}
+	if len(running) == 0 {
+		running = vms
+	}
+	uuids := make([]string, len(running))
+	for i, v := range running {
+		uuids[i] = v.UUID
+	}
+	slices.Sort(uuids)
+	return VM{}, &AmbiguousError{Name: target, UUIDs: uuids}
+}
+
+// Console returns the VM's console of protocol p, with its current location,
+// read from XAPI. A VM that is not running gets ErrNotRunning, one without
+// such a console ErrNoConsole.
+func (c *Client) Console(ctx context.Context, vm VM, p Protocol) (Console, error) {
+	if !vm.Running() {
+		return Console{}, fmt.Errorf("%s is %s: %w", vm.Name, strings.ToLower(vm.PowerState), ErrNotRunning)
+	}
+	refs := vm.consoleRefs
+	if refs == nil {
+		for _, con := range vm.Consoles {
+			refs = append(refs, con.Ref)
+		}
+	}
+	for _, ref := range refs {
+		var r consoleRecord
+		err := call(ctx, c, "console.get_record", &r, ref)
+		if IsCode(err, CodeHandleInvalid) {
+			continue
+		}
+		if err != nil {
+			return Console{}, err
+		}
+		if Protocol(r.Protocol) == p {
+			return consoleFromRecord(ref, &r), nil
+		}
+	}
+	return Console{}, fmt.Errorf("%s has no %s console: %w", vm.Name, p, ErrNoConsole)
+}
