@@ -103,7 +103,7 @@ func (s *Server) init() {
 			ConnCallback:         s.trackConn,
 			ServerConfigCallback: s.serverConfig,
 			ChannelHandlers: map[string]gliderssh.ChannelHandler{
-				"session":      gliderssh.DefaultSessionHandler,
+				"session":      s.handleSessionChannel,
 				"direct-tcpip": s.handleDirectTCPIP,
 			},
 			// Non-nil and empty: every global request (tcpip-forward

@@ -1,0 +1,40 @@
+// Package bastion is xenbastion's SSH server: it authenticates users by
+// public key, decides which VM consoles each may open, and relays consoles
+// between SSH channels and XAPI console connections, writing an audit
+// record for each.
+//
+// # How a connection flows through the code
+//
+// [Server] wraps a gliderlabs/ssh server. For each TCP connection:
+//
+//  1. conn.go: trackConn gives the connection an ID and a connState, and
+//     wraps it so that a connection that ends without authenticating leaves
+//     an auth.failure record. authPublicKey accepts a key only if the login
+//     name is a configured [User] and the key is theirs; passwords and
+//     keyboard-interactive are never offered. serverConfig's
+//     AuthLogCallback records auth.success once the signature is checked.
+//  2. channel.go and server.go: "session" and "direct-tcpip" are the only
+//     channel types served; global requests (remote forwards) and
+//     subsystems are refused, and so are agent, X11 and env requests.
+//  3. forward.go: a direct-tcpip channel ("ssh -L/-W/-D") must target port
+//     5900; its host names a VM. session.go: a session runs "list",
+//     "console VM", "help", or a prompt.
+//  4. open.go: find resolves the name with [ParseTarget] and the pools'
+//     FindVMs, drops the VMs the user may not open ([User.MayOpen], the one
+//     place access is decided) before saying anything else about them, then
+//     picks one with xapi.Choose; open dials its console through the pool.
+//     A refusal is a denial: a short message for the user, a reason for the
+//     audit log, and the internal error for the operator's log only.
+//  5. relay.go: begin writes console.start (synced) before any byte moves;
+//     relay copies both ways until one side ends, the connection goes, or
+//     the server shuts down; end writes console.end with the byte counts
+//     and the reason.
+//
+// Shutdown stops accepting, cancels the server's base context (every relay
+// watches it and ends with reason "server shutdown"), waits for the
+// handlers to write their records, then closes the connections.
+//
+// The package depends on XAPI only through the [Pool] interface, which
+// *xapi.Client implements; bastiontest starts a Server in front of the
+// simulated pool of xapi/xapitest for tests.
+package bastion

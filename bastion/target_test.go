@@ -1,0 +1,100 @@
+package bastion
+
+import (
+	"strings"
+	"testing"
+	"unicode/utf8"
+
+	"github.com/xenbastion/xenbastion/xapi"
+)
+
+func TestParseTarget(t *testing.T) {
+	t.Parallel()
+	pools := []string{"lab", "prod"}
+	tests := []struct {
+		in      string
+		want    Target
+		wantErr bool
+	}{
+		{in: "web-1", want: Target{Name: "web-1"}},
+		{in: "lab/web-1", want: Target{Pool: "lab", Name: "web-1"}},
+		{in: "other/web-1", want: Target{Name: "other/web-1"}}, // not a pool: a name with a slash
+		{in: "5a0b9d3c-6a39-4c5e-9d57-2f0c1f0e4b11", want: Target{Name: "5a0b9d3c-6a39-4c5e-9d57-2f0c1f0e4b11"}},
+		{in: "Control domain on host: xs1", want: Target{Name: "Control domain on host: xs1"}},
+		{in: "lab/", wantErr: true},
+		{in: "", wantErr: true},
+		{in: "web\x001", wantErr: true},
+		{in: "web\n1", wantErr: true},
+		{in: "\xff\xfe", wantErr: true},
+		{in: strings.Repeat("a", 256), wantErr: true},
+		{in: strings.Repeat("a", 2000), wantErr: true},
+		{in: " web-1", wantErr: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			t.Parallel()
+			got, err := ParseTarget(tt.in, pools)
+			if (err != nil) != tt.wantErr || got != tt.want {
+				t.Errorf("ParseTarget(%q) = %+v, %v; want %+v, error %v", tt.in, got, err, tt.want, tt.wantErr)
+			}
+		})
+	}
+}
+
+func FuzzParseTarget(f *testing.F) {
+	for _, s := range []string{"web-1", "lab/web-1", "lab/", "/", "a/b/c", "\x00", "5a0b9d3c-6a39-4c5e-9d57-2f0c1f0e4b11", "127.0.0.1", "..", "%00", "@"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, err := ParseTarget(s, []string{"lab"})
+		if err != nil {
+			return
+		}
+		// What is accepted is printable UTF-8, bounded, and names a VM.
+		if got.Name == "" || len(s) > maxTargetLen || !utf8.ValidString(got.Name) || strings.ContainsAny(got.Name, "\x00\r\n") {
+			t.Fatalf("ParseTarget(%q) accepted %+v", s, got)
+		}
+		if got.String() != s {
+			t.Fatalf("ParseTarget(%q).String() = %q", s, got.String())
+		}
+	})
+}
+
+func TestMayOpen(t *testing.T) {
+	t.Parallel()
+	vm := func(pool, name string) xapi.VM { return xapi.VM{Pool: pool, Name: name} }
+	tests := []struct {
+		name  string
+		allow []string
+		vm    xapi.VM
+		want  bool
+	}{
+		{"star allows any guest", []string{"*"}, vm("lab", "web-1"), true},
+		{"nothing allowed", nil, vm("lab", "web-1"), false},
+		{"glob", []string{"web-*"}, vm("lab", "web-1"), true},
+		{"glob misses", []string{"web-*"}, vm("lab", "db-1"), false},
+		{"pool glob", []string{"lab/web-*"}, vm("lab", "web-1"), true},
+		{"other pool", []string{"prod/web-*"}, vm("lab", "web-1"), false},
+		{"pool star", []string{"lab/*"}, vm("lab", "db-1"), true},
+		{"control domain never through star", []string{"*"}, xapi.VM{Pool: "lab", Name: "Control domain on host: xs1", IsControlDomain: true}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			u := &User{Name: "u", Allow: tt.allow}
+			if got := u.MayOpen(tt.vm); got != tt.want {
+				t.Errorf("MayOpen = %v, want %v", got, tt.want)
+			}
+		})
+	}
+	var nobody *User
+	if nobody.MayOpen(vm("lab", "web-1")) {
+		t.Error("a nil user may open a VM")
+	}
+	if _, err := NewPolicy([]User{{Name: "u", Allow: []string{"[web"}}}); err == nil {
+		t.Error("a bad glob was accepted")
+	}
+	if _, err := NewPolicy([]User{{Name: "u"}, {Name: "u"}}); err == nil {
+		t.Error("a duplicate user was accepted")
+	}
+}
