@@ -185,18 +185,85 @@ func TestConsolePTY(t *testing.T) {
 	}
 }
 
+// TestPrompt uses the prompt a terminal gets without a command.
+func TestPrompt(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{})
+	bastiontest.NeedTool(t, "ssh")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := b.SSH(ctx, "alice", []string{"-tt"})
+	stdin, _ := cmd.StdinPipe()
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, &out, "xenbastion> ")
+	io.WriteString(stdin, "list\r")
+	waitFor(t, &out, "web-2")
+	io.WriteString(stdin, "console web-1\r")
+	waitFor(t, &out, "Ctrl-] to detach")
+	io.WriteString(stdin, "echo from-prompt\r")
+	waitFor(t, &out, "from-prompt\r\nroot@web-1:~# ")
+	io.WriteString(stdin, "\x1d")
+	waitFor(t, &out, "detached from web-1")
+	io.WriteString(stdin, "bogus\r")
+	waitFor(t, &out, `unknown command "bogus"`)
+	io.WriteString(stdin, "exit\r")
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("prompt: %v\n%s", err, out.String())
+	}
+}
+
+// TestForwardSOCKS opens a console through "ssh -D" with a SOCKS5 request
+// for VM:5900, as a VNC client behind a SOCKS proxy setting would.
+func TestForwardSOCKS(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{})
+	bastiontest.NeedTool(t, "ssh")
+	port := freePort(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	tunnel := b.SSH(ctx, "alice", []string{"-N", "-D", fmt.Sprintf("127.0.0.1:%d", port)})
+	if err := tunnel.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { tunnel.Process.Kill(); tunnel.Wait() }()
+	waitListening(t, port)
+	c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	host := "web-2"
+	req := append([]byte{5, 1, 0, 5, 1, 0, 3, byte(len(host))}, host...)
+	req = append(req, 5900>>8, 5900&0xff)
+	c.Write(req)
+	reply := make([]byte, 2+10)
+	if _, err := io.ReadFull(c, reply); err != nil || reply[3] != 0 {
+		t.Fatalf("SOCKS reply %v, %v", reply, err)
+	}
+	banner := make([]byte, 12)
+	if _, err := io.ReadFull(c, banner); err != nil || string(banner) != "RFB 003.008\n" {
+		t.Fatalf("banner %q, %v", banner, err)
+	}
+}
+
 // TestConsoleEnds checks what the user sees when the pool closes the
 // console and when the bastion shuts down.
 func TestConsoleEnds(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
 		name   string
-		end    func(b *bastiontest.Bastion)
+		end    func(b *bastiontest.Bastion, ssh *exec.Cmd)
 		stderr string
 		reason string
 	}{
-		{"pool closes", func(b *bastiontest.Bastion) { b.Sim.PowerOff("web-1") }, "the pool closed the console of web-1", bastion.EndConsoleClosed},
-		{"server shuts down", func(b *bastiontest.Bastion) {
+		{"pool closes", func(b *bastiontest.Bastion, _ *exec.Cmd) { b.Sim.PowerOff("web-1") }, "the pool closed the console of web-1", bastion.EndConsoleClosed},
+		{"client vanishes", func(_ *bastiontest.Bastion, ssh *exec.Cmd) { ssh.Process.Kill() }, "", bastion.EndDisconnected},
+		{"server shuts down", func(b *bastiontest.Bastion, _ *exec.Cmd) {
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
 			if err := b.Server.Shutdown(ctx); err != nil {
@@ -220,9 +287,9 @@ func TestConsoleEnds(t *testing.T) {
 			}
 			io.WriteString(stdin, "echo ready\n")
 			waitFor(t, &out, "ready\r\n")
-			tt.end(b)
+			tt.end(b, cmd)
 			err := cmd.Wait()
-			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
+			if ee, ok := err.(*exec.ExitError); tt.stderr != "" && (!ok || ee.ExitCode() != 1) {
 				t.Errorf("exit: %v, want status 1", err)
 			}
 			if !strings.Contains(errb.String(), tt.stderr) {
