@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"fmt"
-	"html"
 	"io"
 	"log/slog"
 	"net"
@@ -35,6 +34,14 @@ const (
 	// a console cannot be served here, as the 500 page shows it.
 	consoleFailure = "Console.Failure"
 )
+
+// httpEscaper is http_svr.ml's escape, which 500 pages use for the
+// exception they show.
+var httpEscaper = strings.NewReplacer("<", "&lt;", ">", "&gt;", "'", "&apos;", `"`, "&quot;", "&", "&amp;")
+
+// consoleEscaper is console.ml's html_escape, which the 503 page uses for
+// user names.
+var consoleEscaper = strings.NewReplacer("<", "&lt;", ">", "&gt;", "&", "&amp;", `"`, "&quot;", "'", "&#x27;")
 
 // writeErrorHTML writes xapi's response_error_html: the status line, then
 // content-length, content-type, connection and cache-control, then extra
@@ -80,7 +87,7 @@ func writeInternalError(w io.Writer, req *request, extra string) {
 func writeLimitExceeded(w io.Writer, req *request, users []string) {
 	esc := make([]string, len(users))
 	for i, u := range users {
-		esc[i] = html.EscapeString(u)
+		esc[i] = consoleEscaper.Replace(u)
 	}
 	who := "Users '" + strings.Join(esc, ", ") + "' are"
 	if len(esc) == 1 {
@@ -128,7 +135,7 @@ func (h *Host) serveConnect(c *tls.Conn, br *bufio.Reader, req *request, log *sl
 	defer log.Info("console disconnected")
 
 	switch con.protocol {
-	case "rfb":
+	case protoRFB:
 		w := newHeaderWriter(c, ConnectOK)
 		err := rfb.Serve(struct {
 			io.Reader
@@ -138,7 +145,7 @@ func (h *Host) serveConnect(c *tls.Conn, br *bufio.Reader, req *request, log *sl
 		if err != nil {
 			log.Debug("rfb console ended", "err", err)
 		}
-	case "vt100":
+	case protoVT100:
 		// Attached before the reply, so that a client that has the
 		// reply sees all output from then on.
 		cl := con.shell.attach()
@@ -176,7 +183,7 @@ func (p *Pool) connectCredentials(w io.Writer, req *request) (session, user stri
 	}
 	u, pw, basic := parseBasic(auth)
 	if !basic {
-		writeInternalError(w, req, html.EscapeString(`Failure("Unknown authorization header: `+auth+`")`))
+		writeInternalError(w, req, httpEscaper.Replace(`Failure("Unknown authorization header: `+auth+`")`))
 		return "", "", false, false
 	}
 	s, err := p.login(u, pw)
@@ -247,7 +254,7 @@ func (p *Pool) openConsole(h *Host, c net.Conn, req *request, session, user stri
 				return nil, internal
 			}
 		} else if con = p.consoleByUUID(uuid); con == nil {
-			return nil, &connectFailure{status: 500, extra: html.EscapeString("UUID_INVALID: [ console; " + uuid + " ]")}
+			return nil, &connectFailure{status: 500, extra: httpEscaper.Replace("UUID_INVALID: [ console; " + uuid + " ]")}
 		}
 	case byRef:
 		if v := p.vmByRef[ref]; v != nil {
@@ -266,7 +273,7 @@ func (p *Pool) openConsole(h *Host, c net.Conn, req *request, session, user stri
 	if v.powerState != powerRunning || v.residentOn != h {
 		return nil, internal
 	}
-	if !v.controlDomain && (con.protocol == "rdp" || v.noBackend) {
+	if !v.controlDomain && (con.protocol == protoRDP || v.noBackend) {
 		return nil, &connectFailure{status: 404}
 	}
 	users := p.consoleUsers[v.ref]
@@ -279,7 +286,7 @@ func (p *Pool) openConsole(h *Host, c net.Conn, req *request, session, user stri
 	}
 	p.consoleUsers[v.ref] = append(users, consoleUser{user: user, session: session})
 	con.conns[c] = struct{}{}
-	if con.protocol == "vt100" && con.shell == nil {
+	if con.protocol == protoVT100 && con.shell == nil {
 		con.shell = newShell(v.shellName())
 	}
 	return &openConsole{c: con, vmRef: v.ref, vmName: v.name, protocol: con.protocol, shell: con.shell}, nil

@@ -149,6 +149,18 @@ func TestConnectFailures(t *testing.T) {
 		{name: "unknown uuid", addr: master,
 			request: "CONNECT /console?uuid=nope&session_id=" + s + " HTTP/1.0\r\n\r\n",
 			want:    errorPage("1.0", "500 Internal Error", nil, strings.Replace(body500, "Console.Failure", "UUID_INVALID: [ console; nope ]", 1))},
+		{name: "unknown authorization scheme", addr: master,
+			request: "CONNECT /console?uuid=" + rfb1.UUID + " HTTP/1.0\r\nAuthorization: Bearer x\r\n\r\n",
+			want:    errorPage("1.0", "500 Internal Error", nil, strings.Replace(body500, "Console.Failure", "Failure(&quot;Unknown authorization header: Bearer x&quot;)", 1))},
+		{name: "header lines not ended by CRLF", addr: master,
+			request: "CONNECT /console?uuid=" + rfb1.UUID + "&session_id=" + s + " HTTP/1.0\n\n",
+			want:    errorPage("1.1", "500 Internal Error", nil, strings.Replace(body500, "Console.Failure", "The HTTP headers could not be parsed.", 1))},
+		{name: "GET", addr: master,
+			request: "GET / HTTP/1.0\r\n\r\n",
+			want:    errorPage("1.1", "403 Forbidden", nil, body403)},
+		{name: "unknown method", addr: master,
+			request: "DELETE / HTTP/1.0\r\n\r\n",
+			want:    errorPage("1.0", "501 Method not implemented", nil, "<html><body><h1>HTTP 501 Method Not Implemented</h1><p>Unknown DELETE not supported.<br /></p></body></html>")},
 		{name: "rdp console has no back end", addr: master,
 			request: "CONNECT /console?uuid=" + rdpCon.UUID + "&session_id=" + s + " HTTP/1.0\r\n\r\n",
 			want:    "HTTP/1.1 404 Not Found\r\nConnection: close\r\nCache-Control: no-cache, no-store\r\n\r\n"},
@@ -340,5 +352,35 @@ func TestTLSPolicy(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRPCOverRawHTTP checks the HTTP framing of XML-RPC replies and that a
+// connection carries several calls.
+func TestRPCOverRawHTTP(t *testing.T) {
+	t.Parallel()
+	p := xapitest.NewTestPool(t, fastOpts)
+	call := `<?xml version="1.0"?><methodCall><methodName>session.login_with_password</methodName><params><param><value>root</value></param><param><value>wrong</value></param></params></methodCall>`
+	reply := `<?xml version="1.0"?><methodResponse><params><param><value><struct><member><name>Status</name><value>Failure</value></member><member><name>ErrorDescription</name><value><array><data><value>SESSION_AUTHENTICATION_FAILED</value><value>root</value><value>Authentication failure</value></data></array></value></member></struct></value></param></params></methodResponse>`
+	post := func(version string) string {
+		return fmt.Sprintf("POST / HTTP/%s\r\ncontent-length: %d\r\n\r\n%s", version, len(call), call)
+	}
+	head := func(version, conn string) string {
+		return fmt.Sprintf("HTTP/%s 200 OK\r\ncontent-length: %d\r\nconnection: %s\r\ncache-control: no-cache, no-store\r\ncontent-type: text/xml\r\n\r\n", version, len(reply), conn)
+	}
+
+	c, br := connect(t, p, p.Host(0).Address(), post("1.1")+post("1.1"))
+	for range 2 {
+		if got, want := readHeader(t, br), head("1.1", "keep-alive"); got != want {
+			t.Errorf("header %q, want %q", got, want)
+		}
+		if got := readN(t, br, len(reply)); got != reply {
+			t.Errorf("reply %q", got)
+		}
+	}
+	c.Close()
+
+	if got, want := readAllReply(t, p, p.Host(0).Address(), post("1.0")), head("1.0", "close")+reply; got != want {
+		t.Errorf("HTTP/1.0:\n got %q\nwant %q", got, want)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"html"
 	"io"
 	"log/slog"
 	"net"
@@ -68,7 +67,7 @@ func (h *Host) IsMaster() bool { return h.pool.Master() == h }
 const (
 	maxHeaderBytes = 64 << 10
 	maxBodyBytes   = 16 << 20
-	headerTimeout  = 30 * time.Second
+	headerTimeout  = 30 * time.Second // for the TLS handshake and the first request
 )
 
 // serve accepts connections until the listener is closed.
@@ -107,7 +106,8 @@ func (h *Host) serveConn(c *tls.Conn) {
 	}
 	br := bufio.NewReader(c)
 	for {
-		_ = c.SetReadDeadline(time.Now().Add(headerTimeout))
+		// Like xapi, only the first request has a deadline: a client
+		// may keep a connection idle between calls as long as it likes.
 		req, err := readRequest(br)
 		if err != nil {
 			if errors.Is(err, errBadRequest) {
@@ -134,7 +134,7 @@ func (h *Host) serveConn(c *tls.Conn) {
 			return
 		default:
 			writeErrorHTML(c, returnVersion(req), "501", "Method not implemented", nil,
-				"<html><body><h1>HTTP 501 Method Not Implemented</h1><p>Unknown "+html.EscapeString(req.method)+" not supported.<br /></p></body></html>")
+				"<html><body><h1>HTTP 501 Method Not Implemented</h1><p>Unknown "+httpEscaper.Replace(req.method)+" not supported.<br /></p></body></html>")
 			return
 		}
 	}
@@ -156,7 +156,7 @@ func (h *Host) serveRPC(c net.Conn, br *bufio.Reader, req *request, log *slog.Lo
 	method, params, err := parseMethodCall(body)
 	if err != nil {
 		log.Debug("malformed XML-RPC call", "err", err)
-		writeInternalError(c, req, html.EscapeString(err.Error()))
+		writeInternalError(c, req, httpEscaper.Replace(err.Error()))
 		return false
 	}
 	reply := h.pool.dispatch(h, method, params)

@@ -83,8 +83,8 @@ type Pool struct {
 	done chan struct{}  // closed by Close; ends login delays
 	wg   sync.WaitGroup // accept loops and connection goroutines
 
-	// mu guards the database and the counters: every field below, every
-	// *vm and *console, and Host.dom0's records.
+	// mu guards the database and the counters: every field below, and
+	// every field of every *vm and *console (control domains included).
 	mu            sync.Mutex
 	master        int                      // index of the master in hosts
 	sessions      map[string]string        // session ref -> user name
@@ -326,8 +326,8 @@ func (p *Pool) Sessions() int {
 	return len(p.sessions)
 }
 
-// ActiveConsoles returns how many console connections are open (past their
-// 200 reply).
+// ActiveConsoles returns how many console connections are open: accepted
+// (from just before their 200 reply) and not yet closed.
 func (p *Pool) ActiveConsoles() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()

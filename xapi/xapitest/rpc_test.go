@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"errors"
 	"reflect"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/kolo/xmlrpc"
 )
@@ -157,4 +159,49 @@ func TestRepliesDecodeWithKolo(t *testing.T) {
 	if fail.Status != "Failure" || !reflect.DeepEqual(fail.ErrorDescription, []string{"HOST_IS_SLAVE", "10.0.0.1"}) {
 		t.Errorf("decoded %+v", fail)
 	}
+}
+
+func TestHeaderWriter(t *testing.T) {
+	t.Parallel()
+	t.Run("with the first write", func(t *testing.T) {
+		t.Parallel()
+		var w writeRecorder
+		hw := newHeaderWriter(&w, "H")
+		hw.Write([]byte("a"))
+		hw.Write([]byte("b"))
+		hw.stop()
+		time.Sleep(2 * headerDelay)
+		if got := w.get(); !reflect.DeepEqual(got, []string{"Ha", "b"}) {
+			t.Errorf("writes %q", got)
+		}
+	})
+	t.Run("alone after the delay", func(t *testing.T) {
+		t.Parallel()
+		var w writeRecorder
+		hw := newHeaderWriter(&w, "H")
+		time.Sleep(4 * headerDelay)
+		hw.Write([]byte("a"))
+		if got := w.get(); !reflect.DeepEqual(got, []string{"H", "a"}) {
+			t.Errorf("writes %q", got)
+		}
+	})
+}
+
+// writeRecorder records each Write.
+type writeRecorder struct {
+	mu     sync.Mutex
+	writes []string
+}
+
+func (w *writeRecorder) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.writes = append(w.writes, string(p))
+	return len(p), nil
+}
+
+func (w *writeRecorder) get() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.writes...)
 }

@@ -67,7 +67,7 @@ func (s *shell) detach(cl *shellClient) {
 // serve runs an attached client: it feeds what r reads to the shell and
 // writes the shell's output to w, until r fails. Then it detaches the
 // client, calls hangUp, which must make a pending write to w fail, and
-// returns once the writer has ended.
+// returns once the writer has ended. hangUp may be called twice.
 func (s *shell) serve(cl *shellClient, w io.Writer, r io.Reader, hangUp func()) {
 	written := make(chan struct{})
 	go func() {

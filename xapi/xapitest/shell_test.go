@@ -67,7 +67,7 @@ func TestShellSlowClient(t *testing.T) {
 	slowIn, slowInW := io.Pipe()
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		s.serve(s.attach(), slow, slowIn, func() { close(slow.release); slowInW.Close() })
+		s.serve(s.attach(), slow, slowIn, sync.OnceFunc(func() { close(slow.release); slowInW.Close() }))
 	})
 
 	var fast bytes.Buffer

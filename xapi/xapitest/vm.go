@@ -386,8 +386,12 @@ func (p *Pool) PowerOn(nameOrUUID string, host int) (VMInfo, error) {
 	}
 	p.mu.Lock()
 	v, err := p.findVM(nameOrUUID)
-	if err == nil && v.controlDomain {
+	switch {
+	case err != nil:
+	case v.controlDomain:
 		err = errControlDomain
+	case v.template || v.snapshot:
+		err = fmt.Errorf("xapitest: VM %q is a template or snapshot and cannot be started", nameOrUUID)
 	}
 	if err != nil {
 		p.mu.Unlock()
