@@ -72,9 +72,10 @@ type Server struct {
 
 	// handlers counts running session and forward handlers, so that
 	// Shutdown can wait for their audit records.
-	handlers sync.WaitGroup
-	mu       sync.Mutex // guards closing, and handlers.Add against Wait
-	closing  bool
+	handlers  sync.WaitGroup
+	mu        sync.Mutex // guards closing and listeners, and handlers.Add against Wait
+	closing   bool
+	listeners map[net.Listener]struct{}
 }
 
 var errShutdown = errors.New("server shutdown")
@@ -134,7 +135,35 @@ func (s *Server) currentPolicy() *Policy {
 // ErrServerClosed then.
 func (s *Server) Serve(l net.Listener) error {
 	s.init()
-	return s.ssh.Serve(l)
+	// Track l here, not only in gliderlabs: a Shutdown that comes before
+	// gliderlabs' Serve has registered l must still close it, or both
+	// would wait for ever.
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	if s.listeners == nil {
+		s.listeners = map[net.Listener]struct{}{}
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, l)
+		s.mu.Unlock()
+	}()
+	err := s.ssh.Serve(l)
+	if errors.Is(err, net.ErrClosed) {
+		s.mu.Lock()
+		closing := s.closing
+		s.mu.Unlock()
+		if closing {
+			return ErrServerClosed
+		}
+	}
+	return err
 }
 
 // ListenAndServe listens on Addr and serves.
@@ -200,6 +229,9 @@ func (s *Server) poolNames() []string {
 func (s *Server) beginClose() {
 	s.mu.Lock()
 	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
 	s.mu.Unlock()
 	s.cancelBase(errShutdown)
 }

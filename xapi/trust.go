@@ -31,8 +31,7 @@ type Trust struct {
 const FingerprintHowTo = `read a host's fingerprint on the host with
     openssl x509 -noout -fingerprint -sha256 -in /etc/xensource/xapi-ssl.pem
 or from anywhere with
-    openssl s_client -connect HOST:443 </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256
-or run "xenbastion check", which prints each host's fingerprint`
+    openssl s_client -connect HOST:443 </dev/null 2>/dev/null | openssl x509 -noout -fingerprint -sha256`
 
 // Fingerprint returns the SHA-256 fingerprint of a DER certificate in xapi's
 // format: uppercase hex, colon separated.

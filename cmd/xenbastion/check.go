@@ -4,9 +4,11 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/xenbastion/xenbastion/bastion"
+	"github.com/xenbastion/xenbastion/xapi"
 )
 
 // check validates a configuration, logs in to each pool, and prints what
@@ -28,28 +30,38 @@ func check(path string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "%s: configuration OK: %d pools, %d users\n", path, len(cfg.Pools), len(cfg.Users))
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	failed := 0
+	// Pools that fail are tried once: a wrong password costs xapi's 5 s
+	// delay per attempt and may count towards a directory lock-out.
+	var up []*xapi.Client
+	var down []string
 	for _, c := range clients {
 		if err := c.Login(ctx); err != nil {
 			fmt.Fprintf(stdout, "pool %s: FAILED: %v\n", c.Name(), err)
-			failed++
+			down = append(down, c.Name())
 			continue
 		}
 		fmt.Fprintf(stdout, "pool %s: logged in, master %s\n", c.Name(), c.Master())
 		defer c.Close(context.Background())
+		up = append(up, c)
 	}
-	srv := &bastion.Server{Pools: asPools(clients), Policy: policy}
+	srv := &bastion.Server{Pools: asPools(up), Policy: policy}
 	for _, u := range cfg.Users {
 		entries, _ := srv.VisibleVMs(ctx, u.Name)
-		if len(entries) == 0 {
+		switch {
+		case len(entries) > 0:
+			fmt.Fprintf(stdout, "\nuser %s may open:\n", u.Name)
+			bastion.WriteVMTable(stdout, entries)
+		case len(down) > 0:
+			fmt.Fprintf(stdout, "\nuser %s may open: nothing in the pools reached\n", u.Name)
+		default:
 			fmt.Fprintf(stdout, "\nuser %s may open: nothing\n", u.Name)
-			continue
 		}
-		fmt.Fprintf(stdout, "\nuser %s may open:\n", u.Name)
-		bastion.WriteVMTable(stdout, entries)
+		if len(down) > 0 {
+			fmt.Fprintf(stdout, "  (not checked: pool %s could not be reached)\n", strings.Join(down, ", "))
+		}
 	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d pools could not be reached", failed, len(clients))
+	if len(down) > 0 {
+		return fmt.Errorf("%d of %d pools could not be reached", len(down), len(clients))
 	}
 	return nil
 }

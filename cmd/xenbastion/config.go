@@ -60,7 +60,7 @@ type UserConfig struct {
 }
 
 // unknownKeyRE matches yaml.v3's report of an unknown key.
-var unknownKeyRE = regexp.MustCompile(`line (\d+): field (\S+) not found in type \S+`)
+var unknownKeyRE = regexp.MustCompile(`line (\d+): field (.+?) not found in type \S+`)
 
 // parseConfig decodes and checks a configuration. name is the file name for
 // messages.
@@ -84,6 +84,10 @@ func parseConfig(data []byte, name string) (*Config, error) {
 			return nil, errors.New(strings.Join(msgs, "\n"))
 		}
 		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: one YAML document expected; found more after \"---\"", name)
 	}
 	if err := c.check(); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
@@ -125,7 +129,7 @@ func (c *Config) check() error {
 			return fmt.Errorf("%s.name: pool %q listed twice", at, p.Name)
 		case p.URL == "":
 			return fmt.Errorf("pool %s: url: required", p.Name)
-		case !strings.HasPrefix(p.URL, "https://"):
+		case !strings.HasPrefix(p.URL, "https://") || len(p.URL) == len("https://"):
 			return fmt.Errorf("pool %s: url %q: must be https://HOST[:PORT]", p.Name, p.URL)
 		case p.Username == "":
 			return fmt.Errorf("pool %s: username: required", p.Name)
@@ -142,6 +146,8 @@ func (c *Config) check() error {
 		switch {
 		case u.Name == "":
 			return fmt.Errorf("users[%d].name: required", i)
+		case strings.ContainsFunc(u.Name, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '@' || r == ':' }):
+			return fmt.Errorf("users[%d].name %q: not a login name (no spaces, control characters, '@' or ':')", i, u.Name)
 		case users[u.Name]:
 			return fmt.Errorf("users[%d].name: user %q listed twice", i, u.Name)
 		case u.AuthorizedKeysFile == "" && len(u.Keys) == 0:
@@ -165,8 +171,8 @@ func (p PoolConfig) trust() xapi.Trust {
 func (p PoolConfig) password() (string, error) {
 	if p.PasswordEnv != "" {
 		pw, ok := os.LookupEnv(p.PasswordEnv)
-		if !ok {
-			return "", fmt.Errorf("pool %s: password_env: $%s is not set", p.Name, p.PasswordEnv)
+		if !ok || pw == "" {
+			return "", fmt.Errorf("pool %s: password_env: $%s is not set or empty", p.Name, p.PasswordEnv)
 		}
 		return pw, nil
 	}
@@ -174,7 +180,12 @@ func (p PoolConfig) password() (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("pool %s: password_file: %w", p.Name, err)
 	}
-	return strings.TrimRight(string(b), "\r\n"), nil
+	// Only the file's final line break goes: editors add one.
+	pw := strings.TrimRight(string(b), "\r\n")
+	if pw == "" {
+		return "", fmt.Errorf("pool %s: password_file %s is empty", p.Name, p.PasswordFile)
+	}
+	return pw, nil
 }
 
 // policy loads every user's keys and builds the access policy.

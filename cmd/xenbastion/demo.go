@@ -22,8 +22,9 @@ import (
 )
 
 // demo runs the bastion on a built-in simulated pool, admitting the running
-// user with their own SSH keys (or a key pair it makes), until Ctrl-C.
-func demo(listen, dir string, stdout, stderr io.Writer) error {
+// user with their own SSH keys (or a key pair it makes), until ctx is done
+// (in run, on Ctrl-C).
+func demo(ctx context.Context, listen, dir string, stdout, stderr io.Writer) error {
 	log := newLogger(stderr)
 	if dir == "" {
 		cache, err := os.UserCacheDir()
@@ -97,7 +98,7 @@ Try (Ctrl-C here stops the demo):
   %s %s console build-1         # refused: the VM is halted
 `, "demo", sim.URL(), l.Addr(), name, len(userKeys), keys.Fingerprint(hostKey.PublicKey()), auditPath,
 		ssh, dest, ssh, dest, ssh, dest, ssh, dest)
-	err = serveUntilSignal(log, func() error { return srv.Serve(l) }, srv.Shutdown)
+	err = serveUntilDone(ctx, log, srv, l)
 	if errors.Is(err, bastion.ErrServerClosed) {
 		return nil
 	}

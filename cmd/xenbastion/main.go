@@ -14,11 +14,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"runtime/debug"
 	"syscall"
 	"time"
+
+	"github.com/xenbastion/xenbastion/bastion"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -62,7 +65,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprint(stderr, "usage: xenbastion serve --config FILE\n")
 			return 2
 		}
-		err = serve(*config, stderr)
+		ctx, stop := signalContext()
+		defer stop()
+		err = serve(ctx, *config, stderr)
 	case "check":
 		config := fs.String("config", "", "configuration file (YAML)")
 		if fs.Parse(args) != nil || *config == "" || fs.NArg() > 0 {
@@ -74,9 +79,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		listen := fs.String("listen", "127.0.0.1:2222", "SSH listen address")
 		dir := fs.String("dir", "", "directory for the demo's keys and audit log (default: the user cache directory)")
 		if fs.Parse(args) != nil || fs.NArg() > 0 {
+			fmt.Fprint(stderr, "usage: xenbastion demo [--listen ADDR] [--dir DIR]\n")
 			return 2
 		}
-		err = demo(*listen, *dir, stdout, stderr)
+		ctx, stop := signalContext()
+		defer stop()
+		err = demo(ctx, *listen, *dir, stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "xenbastion %s\n", buildVersion())
 		return 0
@@ -98,23 +106,27 @@ func newLogger(w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }
 
-// serveUntilSignal serves until SIGINT or SIGTERM, then shuts down: every
-// console is ended and recorded before the process exits.
-func serveUntilSignal(log *slog.Logger, serve func() error, shutdown func(context.Context) error) error {
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+// signalContext returns a context that is cancelled, with the signal as its
+// cause, on SIGINT or SIGTERM.
+func signalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+// serveUntilDone serves srv on l until ctx is done (in run, on SIGINT or
+// SIGTERM), then shuts down: every console is ended and recorded before it
+// returns.
+func serveUntilDone(ctx context.Context, log *slog.Logger, srv *bastion.Server, l net.Listener) error {
 	errc := make(chan error, 1)
-	go func() { errc <- serve() }()
+	go func() { errc <- srv.Serve(l) }()
 	select {
 	case err := <-errc:
 		return err
-	case sig := <-sigs:
-		log.Info("shutting down", "signal", sig.String())
+	case <-ctx.Done():
+		log.Info("shutting down", "reason", context.Cause(ctx).Error())
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	if err := shutdown(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
 	<-errc

@@ -63,7 +63,9 @@ func loginAll(ctx context.Context, log *slog.Logger, clients []*xapi.Client) {
 	}
 }
 
-func serve(path string, stderr io.Writer) error {
+// serve runs the bastion configured in the file at path until ctx is done,
+// then shuts it down.
+func serve(ctx context.Context, path string, stderr io.Writer) error {
 	log := newLogger(stderr)
 	cfg, err := loadConfig(path)
 	if err != nil {
@@ -93,13 +95,13 @@ func serve(path string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	loginAll(context.Background(), log, clients)
+	loginAll(ctx, log, clients)
 	srv := &bastion.Server{
 		HostKey: hostKey, Pools: asPools(clients), Policy: policy,
 		Audit: audit, Logger: log, Version: buildVersion(),
 	}
 	log.Info("xenbastion listening", "addr", l.Addr().String(), "host_key", keys.Fingerprint(hostKey.PublicKey()), "version", buildVersion())
-	err = serveUntilSignal(log, func() error { return srv.Serve(l) }, srv.Shutdown)
+	err = serveUntilDone(ctx, log, srv, l)
 	for _, c := range clients {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		c.Close(ctx)
