@@ -25,9 +25,13 @@ type Config struct {
 	// missing. Required.
 	HostKeyFile string `yaml:"host_key_file"`
 	// AuditLog is the audit log file, "-" for standard output. Required.
-	AuditLog string       `yaml:"audit_log"`
-	Pools    []PoolConfig `yaml:"pools"`
-	Users    []UserConfig `yaml:"users"`
+	AuditLog string `yaml:"audit_log"`
+	// DebugListen, if set, serves Go's pprof and expvar (goroutines,
+	// memory) on this address for profiling. Bind it to loopback: it is
+	// not authenticated. Empty: off.
+	DebugListen string       `yaml:"debug_listen"`
+	Pools       []PoolConfig `yaml:"pools"`
+	Users       []UserConfig `yaml:"users"`
 }
 
 // PoolConfig names one XAPI pool.

@@ -95,6 +95,11 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.DebugListen != "" {
+		if err := serveDebug(cfg.DebugListen, log); err != nil {
+			return err
+		}
+	}
 	loginAll(ctx, log, clients)
 	srv := &bastion.Server{
 		HostKey: hostKey, Pools: asPools(clients), Policy: policy,
