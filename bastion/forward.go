@@ -56,8 +56,7 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, new
 		})
 		return
 	}
-	u := s.currentPolicy().User(ctx.User())
-	vm, conn, dn := s.open(ctx, u, target, xapi.RFB)
+	vm, conn, dn := s.open(ctx, ctx.User(), target, xapi.RFB)
 	if dn != nil {
 		deny(dn)
 		return

@@ -30,10 +30,10 @@ func (d *denial) Error() string { return d.msg }
 // for one they may not open, so nobody learns which VMs exist.
 const msgNoSuchVM = "no VM %q that you may open"
 
-// find resolves raw to the one VM it names among those u may open.
+// find resolves raw to the one VM it names among those user may open.
 // Permission is decided before anything else is said about a VM: VMs the
 // user may not open are dropped before the ambiguity and power checks.
-func (s *Server) find(ctx context.Context, u *User, raw string) (Pool, xapi.VM, *denial) {
+func (s *Server) find(ctx context.Context, user string, raw string, proto xapi.Protocol) (Pool, xapi.VM, *denial) {
 	t, err := ParseTarget(raw, s.poolNames())
 	if err != nil {
 		return nil, xapi.VM{}, &denial{msg: err.Error(), reason: "malformed target", code: gossh.Prohibited}
@@ -42,6 +42,7 @@ func (s *Server) find(ctx context.Context, u *User, raw string) (Pool, xapi.VM, 
 		pool Pool
 		vm   xapi.VM
 	}
+	policy := s.currentPolicy()
 	var allowed []match
 	hidden, failed := 0, 0
 	var lastErr error
@@ -49,7 +50,13 @@ func (s *Server) find(ctx context.Context, u *User, raw string) (Pool, xapi.VM, 
 		if t.Pool != "" && p.Name() != t.Pool {
 			continue
 		}
-		vms, err := p.FindVMs(ctx, t.Name)
+		var vms []xapi.VM
+		var err error
+		if t.Host != "" {
+			vms, err = p.ControlDomains(ctx, t.Host)
+		} else {
+			vms, err = p.FindVMs(ctx, t.Name)
+		}
 		if err != nil {
 			failed++
 			lastErr = err
@@ -57,7 +64,7 @@ func (s *Server) find(ctx context.Context, u *User, raw string) (Pool, xapi.VM, 
 			continue
 		}
 		for _, vm := range vms {
-			if u.MayOpen(vm) {
+			if policy.Visible(user, vm) {
 				allowed = append(allowed, match{p, vm})
 			} else {
 				hidden++
@@ -71,7 +78,7 @@ func (s *Server) find(ctx context.Context, u *User, raw string) (Pool, xapi.VM, 
 	for i, m := range allowed {
 		vms[i] = m.vm
 	}
-	vm, err := xapi.Choose(t.Name, vms)
+	vm, err := xapi.Choose(raw, vms)
 	var amb *xapi.AmbiguousError
 	switch {
 	case errors.Is(err, xapi.ErrNotFound):
@@ -89,18 +96,25 @@ func (s *Server) find(ctx context.Context, u *User, raw string) (Pool, xapi.VM, 
 		return nil, xapi.VM{}, &denial{msg: "lookup failed", reason: "lookup failed", code: gossh.ConnectionFailed, err: err}
 	}
 	for _, m := range allowed {
-		if m.vm.UUID == vm.UUID {
-			return m.pool, vm, nil
+		if m.vm.UUID != vm.UUID {
+			continue
 		}
+		if d := policy.Decide(user, vm, proto); !d.Allowed {
+			return nil, xapi.VM{}, &denial{
+				msg:    fmt.Sprintf("you may not open the %s console of %s", protocolName(proto), vm.Name),
+				reason: "not permitted: " + string(proto), code: gossh.Prohibited, vm: &vm,
+			}
+		}
+		return m.pool, vm, nil
 	}
 	return nil, xapi.VM{}, &denial{msg: "lookup failed", reason: "lookup failed", code: gossh.ConnectionFailed}
 }
 
 // open finds the VM and opens its console of protocol p.
-func (s *Server) open(ctx context.Context, u *User, raw string, p xapi.Protocol) (xapi.VM, net.Conn, *denial) {
+func (s *Server) open(ctx context.Context, user string, raw string, p xapi.Protocol) (xapi.VM, net.Conn, *denial) {
 	ctx, cancel := context.WithTimeout(ctx, s.consoleTimeout())
 	defer cancel()
-	pool, vm, d := s.find(ctx, u, raw)
+	pool, vm, d := s.find(ctx, user, raw, p)
 	if d != nil {
 		return xapi.VM{}, nil, d
 	}

@@ -3,6 +3,7 @@ package bastion
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strings"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -11,25 +12,78 @@ import (
 	"github.com/xenbastion/xenbastion/xapi"
 )
 
+// Rule is one allow or deny rule. Pattern is one of:
+//
+//	glob          a glob (path.Match) on the VM's name label, in any pool
+//	POOL/glob     the same, in pools matching the POOL glob
+//	uuid:UUID     the VM with this UUID
+//	tag:NAME      VMs that carry a XAPI tag matching NAME (a glob)
+//	host:NAME     the control domain (dom0) consoles of host NAME, which
+//	              must be named exactly: globs never reach a control domain
+//
+// Any pattern may be prefixed with "POOL/". Consoles limits the rule to
+// those console protocols; empty means rfb and vt100.
+type Rule struct {
+	Pattern  string
+	Consoles []xapi.Protocol
+}
+
+func (r Rule) String() string {
+	if len(r.Consoles) == 0 {
+		return r.Pattern
+	}
+	ps := make([]string, len(r.Consoles))
+	for i, p := range r.Consoles {
+		ps[i] = string(p)
+	}
+	return r.Pattern + " (" + strings.Join(ps, ",") + ")"
+}
+
 // User is a person who may log in, with the keys that prove it is them and
-// the VMs they may open.
+// the rules that say what they may open.
 type User struct {
 	Name string
 	Keys keys.KeySet
-	// Allow lists globs (path.Match syntax) on VM name labels, or
-	// "POOL/glob" to match only in one pool. Empty allows nothing.
-	Allow []string
+	// Allow and Deny are the user's own rules; Deny overrides Allow, and
+	// so do the deny rules of the user's groups. No allow rule: nothing.
+	Allow []Rule
+	Deny  []Rule
 }
 
-// Policy is the set of users and what each may open. A Policy is never
-// changed after it is given to a Server.
+// Group gives its members its rules.
+type Group struct {
+	Name    string
+	Members []string
+	Allow   []Rule
+	Deny    []Rule
+}
+
+// Policy is who may log in and what each may open. It is never changed
+// after NewPolicy returns it; a reload makes a new one.
 type Policy struct {
 	users map[string]*User
+	// rules holds each user's compiled rules, their own and their groups'.
+	rules map[string]*userRules
 }
 
-// NewPolicy checks users (unique names, valid globs) and returns a Policy.
-func NewPolicy(users []User) (*Policy, error) {
-	p := &Policy{users: make(map[string]*User, len(users))}
+type userRules struct {
+	allow, deny []*rule
+}
+
+// rule is a compiled Rule with where it came from.
+type rule struct {
+	from     string // "user alice" or "group ops"
+	text     string // the Rule as written
+	pool     string // glob on the pool name
+	kind     string // "name", "uuid", "tag" or "host"
+	value    string
+	consoles []xapi.Protocol
+}
+
+// NewPolicy checks users and groups (unique names, known members, valid
+// patterns) and returns a Policy.
+func NewPolicy(users []User, groups []Group) (*Policy, error) {
+	p := &Policy{users: make(map[string]*User, len(users)), rules: make(map[string]*userRules, len(users))}
 	for i := range users {
 		u := users[i]
 		if u.Name == "" {
@@ -38,14 +92,158 @@ func NewPolicy(users []User) (*Policy, error) {
 		if _, dup := p.users[u.Name]; dup {
 			return nil, fmt.Errorf("users: %q listed twice", u.Name)
 		}
-		for _, pat := range u.Allow {
-			if err := checkPattern(pat); err != nil {
-				return nil, fmt.Errorf("user %s: allow: %w", u.Name, err)
+		p.users[u.Name] = &u
+		ur := &userRules{}
+		if err := ur.add("user "+u.Name, u.Allow, u.Deny); err != nil {
+			return nil, err
+		}
+		p.rules[u.Name] = ur
+	}
+	seen := map[string]bool{}
+	for i, g := range groups {
+		if g.Name == "" {
+			return nil, fmt.Errorf("groups[%d]: empty name", i)
+		}
+		if seen[g.Name] {
+			return nil, fmt.Errorf("groups: %q listed twice", g.Name)
+		}
+		seen[g.Name] = true
+		for _, m := range g.Members {
+			ur := p.rules[m]
+			if ur == nil {
+				return nil, fmt.Errorf("group %s: member %q is not a user", g.Name, m)
+			}
+			if err := ur.add("group "+g.Name, g.Allow, g.Deny); err != nil {
+				return nil, err
 			}
 		}
-		p.users[u.Name] = &u
 	}
 	return p, nil
+}
+
+func (ur *userRules) add(from string, allow, deny []Rule) error {
+	for _, rs := range []struct {
+		kind  string
+		rules []Rule
+		into  *[]*rule
+	}{{"allow", allow, &ur.allow}, {"deny", deny, &ur.deny}} {
+		for _, r := range rs.rules {
+			c, err := compileRule(from, r)
+			if err != nil {
+				return fmt.Errorf("%s: %s: %w", from, rs.kind, err)
+			}
+			*rs.into = append(*rs.into, c)
+		}
+	}
+	return nil
+}
+
+func compileRule(from string, r Rule) (*rule, error) {
+	c := &rule{from: from, text: r.String(), pool: "*", kind: "name", value: r.Pattern, consoles: r.Consoles}
+	if r.Pattern == "" {
+		return nil, fmt.Errorf("empty pattern")
+	}
+	if i := strings.Index(c.value, "/"); i >= 0 && !strings.Contains(c.value[:i], ":") {
+		c.pool, c.value = c.value[:i], c.value[i+1:]
+		if _, err := path.Match(c.pool, ""); err != nil || c.pool == "" {
+			return nil, fmt.Errorf("pattern %q: bad pool glob", r.Pattern)
+		}
+	}
+	for _, kind := range []string{"uuid", "tag", "host"} {
+		if v, ok := strings.CutPrefix(c.value, kind+":"); ok {
+			c.kind, c.value = kind, v
+		}
+	}
+	switch c.kind {
+	case "uuid":
+		if !xapi.IsUUID(c.value) {
+			return nil, fmt.Errorf("pattern %q: not a UUID", r.Pattern)
+		}
+		c.value = strings.ToLower(c.value)
+	case "host":
+		if c.value == "" || strings.ContainsAny(c.value, "*?[\\") {
+			return nil, fmt.Errorf("pattern %q: a host must be named exactly, without globs", r.Pattern)
+		}
+	default:
+		if _, err := path.Match(c.value, ""); err != nil || c.value == "" {
+			return nil, fmt.Errorf("pattern %q: bad glob", r.Pattern)
+		}
+	}
+	for _, p := range r.Consoles {
+		if p != xapi.RFB && p != xapi.VT100 {
+			return nil, fmt.Errorf("pattern %q: console %q is not rfb or vt100", r.Pattern, p)
+		}
+	}
+	return c, nil
+}
+
+// matches reports whether the rule covers vm's console of protocol proto.
+// Allow rules reach a control domain only through host:NAME; deny rules
+// reach it through any pattern that matches, so a deny is never weaker
+// than it reads.
+func (r *rule) matches(vm xapi.VM, proto xapi.Protocol, deny bool) bool {
+	if len(r.consoles) > 0 && !slices.Contains(r.consoles, proto) {
+		return false
+	}
+	if ok, _ := path.Match(r.pool, vm.Pool); !ok {
+		return false
+	}
+	if vm.IsControlDomain && !deny && r.kind != "host" {
+		return false
+	}
+	switch r.kind {
+	case "uuid":
+		return strings.EqualFold(vm.UUID, r.value)
+	case "tag":
+		for _, t := range vm.Tags {
+			if ok, _ := path.Match(r.value, t); ok {
+				return true
+			}
+		}
+		return false
+	case "host":
+		return vm.IsControlDomain && vm.Host == r.value
+	}
+	ok, _ := path.Match(r.value, vm.Name)
+	return ok
+}
+
+// Decision is the outcome of Decide.
+type Decision struct {
+	Allowed bool
+	// Rule names the rule that decided, e.g. "group ops: deny tag:prod";
+	// empty when no rule matched (nothing is allowed by default).
+	Rule string
+}
+
+// Decide is the one place that decides whether user may open vm's console
+// of protocol proto. list, console, forwards and check all ask it. A deny
+// rule of the user or of any of their groups overrides every allow rule.
+func (p *Policy) Decide(user string, vm xapi.VM, proto xapi.Protocol) Decision {
+	if p == nil {
+		return Decision{}
+	}
+	ur := p.rules[user]
+	if ur == nil {
+		return Decision{}
+	}
+	for _, r := range ur.deny {
+		if r.matches(vm, proto, true) {
+			return Decision{Allowed: false, Rule: r.from + ": deny " + r.text}
+		}
+	}
+	for _, r := range ur.allow {
+		if r.matches(vm, proto, false) {
+			return Decision{Allowed: true, Rule: r.from + ": allow " + r.text}
+		}
+	}
+	return Decision{}
+}
+
+// Visible reports whether user may open some console of vm: such VMs are
+// listed, and are named in messages to the user.
+func (p *Policy) Visible(user string, vm xapi.VM) bool {
+	return p.Decide(user, vm, xapi.RFB).Allowed || p.Decide(user, vm, xapi.VT100).Allowed
 }
 
 // User returns the named user, or nil.
@@ -62,47 +260,4 @@ func (u *User) Authorized(key gossh.PublicKey) bool {
 		return false
 	}
 	return u.Keys.Contains(key)
-}
-
-// MayOpen is the one place that decides whether a user may open a VM's
-// consoles. list, console and forwards all ask it.
-func (u *User) MayOpen(vm xapi.VM) bool {
-	if u == nil || vm.IsControlDomain {
-		return false
-	}
-	for _, pat := range u.Allow {
-		if matchPattern(pat, vm.Pool, vm.Name) {
-			return true
-		}
-	}
-	return false
-}
-
-func checkPattern(pat string) error {
-	if pat == "" {
-		return fmt.Errorf("empty pattern")
-	}
-	pool, name := splitPattern(pat)
-	for _, g := range []string{pool, name} {
-		if _, err := path.Match(g, ""); err != nil {
-			return fmt.Errorf("pattern %q: %w", pat, err)
-		}
-	}
-	return nil
-}
-
-// splitPattern splits "POOL/glob" into its parts; a pattern without "/"
-// matches in every pool.
-func splitPattern(pat string) (pool, name string) {
-	if p, n, ok := strings.Cut(pat, "/"); ok {
-		return p, n
-	}
-	return "*", pat
-}
-
-func matchPattern(pat, pool, name string) bool {
-	pp, np := splitPattern(pat)
-	okPool, _ := path.Match(pp, pool)
-	okName, _ := path.Match(np, name)
-	return okPool && okName
 }

@@ -28,6 +28,8 @@ type Pool interface {
 	VMs(ctx context.Context) ([]xapi.VM, error)
 	// FindVMs returns the guest VMs whose name label or UUID is target.
 	FindVMs(ctx context.Context, target string) ([]xapi.VM, error)
+	// ControlDomains returns the control domain of the host named host.
+	ControlDomains(ctx context.Context, host string) ([]xapi.VM, error)
 	// DialConsole opens the VM's console of protocol p.
 	DialConsole(ctx context.Context, vm xapi.VM, p xapi.Protocol) (net.Conn, error)
 }

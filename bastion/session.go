@@ -45,7 +45,7 @@ type session struct {
 	srv  *Server
 	sess gliderssh.Session
 	st   *connState
-	user *User
+	user string
 	pty  bool
 	// out is where output goes: the channel itself, with "\n" written as
 	// "\r\n" under a PTY. raw is the channel without that translation, for
@@ -71,7 +71,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		srv:  s,
 		sess: sess,
 		st:   stateOf(sess.Context()),
-		user: s.currentPolicy().User(sess.User()),
+		user: sess.User(),
 		pty:  isPty,
 		out:  sess,
 		raw:  rawChannel(sess),
@@ -180,6 +180,19 @@ type ListEntry struct {
 	UUID       string   `json:"uuid"`
 	PowerState string   `json:"power_state"`
 	Consoles   []string `json:"consoles"`
+	// rules are the rules that allow the consoles, for "check --user".
+	rules []string
+}
+
+// Rules returns the policy rules that allow the entry's consoles.
+func (e ListEntry) Rules() []string {
+	var out []string
+	for _, r := range e.rules {
+		if r != "" && !slices.Contains(out, r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func (ss *session) list(out io.Writer, asJSON bool) int {
@@ -190,7 +203,7 @@ func (ss *session) list(out io.Writer, asJSON bool) int {
 		b, _ := json.MarshalIndent(entries, "", "  ")
 		fmt.Fprintf(out, "%s\n", b)
 	} else {
-		WriteVMTable(out, entries)
+		WriteVMTable(out, entries, false)
 	}
 	if len(failed) > 0 {
 		ss.errorf("pool %s is unavailable; its VMs are not listed", strings.Join(failed, ", "))
@@ -200,16 +213,24 @@ func (ss *session) list(out io.Writer, asJSON bool) int {
 }
 
 // WriteVMTable writes entries as "list" does: a header, then one aligned
-// line per VM.
-func WriteVMTable(w io.Writer, entries []ListEntry) {
+// line per VM. withRules adds a RULE column: the rules that allow each.
+func WriteVMTable(w io.Writer, entries []ListEntry, withRules bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "POOL\tNAME\tPOWER\tCONSOLES\tUUID")
+	header := "POOL\tNAME\tPOWER\tCONSOLES\tUUID"
+	if withRules {
+		header += "\tRULE"
+	}
+	fmt.Fprintln(tw, header)
 	for _, e := range entries {
 		cons := strings.Join(e.Consoles, ",")
 		if cons == "" {
 			cons = "-"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", e.Pool, e.Name, e.PowerState, cons, e.UUID)
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", e.Pool, e.Name, e.PowerState, cons, e.UUID)
+		if withRules {
+			line += "\t" + strings.Join(e.Rules(), "; ")
+		}
+		fmt.Fprintln(tw, line)
 	}
 	tw.Flush()
 }
@@ -218,13 +239,14 @@ func WriteVMTable(w io.Writer, entries []ListEntry) {
 // and the pools that could not be asked.
 func (s *Server) VisibleVMs(ctx context.Context, user string) ([]ListEntry, []string) {
 	s.init()
-	return s.visibleVMs(ctx, s.currentPolicy().User(user))
+	return s.visibleVMs(ctx, user)
 }
 
 // visibleVMs lists the VMs u may open in every pool, and the pools that
 // could not be asked.
-func (s *Server) visibleVMs(ctx context.Context, u *User) (entries []ListEntry, failed []string) {
+func (s *Server) visibleVMs(ctx context.Context, user string) (entries []ListEntry, failed []string) {
 	entries = []ListEntry{}
+	policy := s.currentPolicy()
 	for _, p := range s.Pools {
 		vms, err := p.VMs(ctx)
 		if err != nil {
@@ -233,14 +255,25 @@ func (s *Server) visibleVMs(ctx context.Context, u *User) (entries []ListEntry, 
 			continue
 		}
 		for _, vm := range vms {
-			if !u.MayOpen(vm) {
+			if !policy.Visible(user, vm) {
 				continue
 			}
 			e := ListEntry{Pool: vm.Pool, Name: vm.Name, UUID: vm.UUID, PowerState: vm.PowerState, Consoles: []string{}}
+			if vm.IsControlDomain {
+				e.Name = "host:" + vm.Host // what "console" takes
+			}
+			rules := map[string]bool{}
 			for _, proto := range vm.Protocols() {
-				if proto == xapi.RFB || proto == xapi.VT100 {
+				if d := policy.Decide(user, vm, proto); d.Allowed {
 					e.Consoles = append(e.Consoles, string(proto))
+					if !rules[d.Rule] {
+						rules[d.Rule] = true
+						e.rules = append(e.rules, d.Rule)
+					}
 				}
+			}
+			if len(e.Consoles) == 0 { // no console records (e.g. halted): say why it is listed
+				e.rules = append(e.rules, policy.Decide(user, vm, xapi.RFB).Rule, policy.Decide(user, vm, xapi.VT100).Rule)
 			}
 			entries = append(entries, e)
 		}

@@ -5,30 +5,38 @@ import (
 	"strings"
 	"unicode"
 	"unicode/utf8"
+
+	"github.com/xenbastion/xenbastion/xapi"
 )
 
 // maxTargetLen bounds a console target. XAPI name labels have no fixed
 // limit, but nobody types a 1 KiB VM name.
 const maxTargetLen = 255
 
-// Target is what a user asked to open: a VM name label or UUID, optionally
-// in one pool.
+// Target is what a user asked to open: a VM name label or UUID, or a
+// host's control domain, optionally in one pool.
 type Target struct {
 	Pool string // "" for every pool
-	Name string // name label or UUID
+	Name string // name label or UUID; "" for a host
+	Host string // "host:NAME": the control domain of host NAME
 }
 
 func (t Target) String() string {
-	if t.Pool == "" {
-		return t.Name
+	s := t.Name
+	if t.Host != "" {
+		s = "host:" + t.Host
 	}
-	return t.Pool + "/" + t.Name
+	if t.Pool == "" {
+		return s
+	}
+	return t.Pool + "/" + s
 }
 
-var errBadTarget = errors.New("not a VM name: use NAME, POOL/NAME or a UUID")
+var errBadTarget = errors.New("not a VM name: use NAME, POOL/NAME, a UUID or host:HOST")
 
-// ParseTarget parses a console target: "NAME", "POOL/NAME" or a UUID, as
-// given to "console" or as the host of a forward. pools are the configured
+// ParseTarget parses a console target: "NAME", "POOL/NAME", a UUID (also
+// written "uuid:UUID") or "host:HOST" (a host's control domain), as given to
+// "console" or as the host of a forward. pools are the configured
 // pool names: "A/B" names pool A only when A is one of them, and is
 // otherwise taken as a whole name label. Names with control characters,
 // invalid UTF-8, or over 255 bytes are refused.
@@ -41,18 +49,32 @@ func ParseTarget(s string, pools []string) (Target, error) {
 			return Target{}, errBadTarget
 		}
 	}
-	if pool, name, ok := strings.Cut(s, "/"); ok {
+	var t Target
+	name := s
+	if pool, rest, ok := strings.Cut(s, "/"); ok {
 		for _, p := range pools {
 			if p == pool {
-				if name == "" {
-					return Target{}, errBadTarget
-				}
-				return Target{Pool: pool, Name: name}, nil
+				t.Pool, name = pool, rest
+				break
 			}
 		}
 	}
-	if strings.TrimSpace(s) != s {
+	if name == "" || strings.TrimSpace(name) != name {
 		return Target{}, errBadTarget
 	}
-	return Target{Name: s}, nil
+	switch {
+	case strings.HasPrefix(name, "host:"):
+		t.Host = name[len("host:"):]
+		if t.Host == "" {
+			return Target{}, errBadTarget
+		}
+	case strings.HasPrefix(name, "uuid:"):
+		t.Name = name[len("uuid:"):]
+		if !xapi.IsUUID(t.Name) {
+			return Target{}, errBadTarget
+		}
+	default:
+		t.Name = name
+	}
+	return t, nil
 }

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/xenbastion/xenbastion/xapi"
 )
 
 func TestParseTarget(t *testing.T) {
@@ -58,43 +57,4 @@ func FuzzParseTarget(f *testing.F) {
 			t.Fatalf("ParseTarget(%q).String() = %q", s, got.String())
 		}
 	})
-}
-
-func TestMayOpen(t *testing.T) {
-	t.Parallel()
-	vm := func(pool, name string) xapi.VM { return xapi.VM{Pool: pool, Name: name} }
-	tests := []struct {
-		name  string
-		allow []string
-		vm    xapi.VM
-		want  bool
-	}{
-		{"star allows any guest", []string{"*"}, vm("lab", "web-1"), true},
-		{"nothing allowed", nil, vm("lab", "web-1"), false},
-		{"glob", []string{"web-*"}, vm("lab", "web-1"), true},
-		{"glob misses", []string{"web-*"}, vm("lab", "db-1"), false},
-		{"pool glob", []string{"lab/web-*"}, vm("lab", "web-1"), true},
-		{"other pool", []string{"prod/web-*"}, vm("lab", "web-1"), false},
-		{"pool star", []string{"lab/*"}, vm("lab", "db-1"), true},
-		{"control domain never through star", []string{"*"}, xapi.VM{Pool: "lab", Name: "Control domain on host: xs1", IsControlDomain: true}, false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			u := &User{Name: "u", Allow: tt.allow}
-			if got := u.MayOpen(tt.vm); got != tt.want {
-				t.Errorf("MayOpen = %v, want %v", got, tt.want)
-			}
-		})
-	}
-	var nobody *User
-	if nobody.MayOpen(vm("lab", "web-1")) {
-		t.Error("a nil user may open a VM")
-	}
-	if _, err := NewPolicy([]User{{Name: "u", Allow: []string{"[web"}}}); err == nil {
-		t.Error("a bad glob was accepted")
-	}
-	if _, err := NewPolicy([]User{{Name: "u"}, {Name: "u"}}); err == nil {
-		t.Error("a duplicate user was accepted")
-	}
 }

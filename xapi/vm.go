@@ -41,6 +41,8 @@ type VM struct {
 	Tags       []string
 	// IsControlDomain is true for a host's dom0.
 	IsControlDomain bool
+	// Host is, for a control domain, the name label of its host.
+	Host string
 	// Consoles are the VM's consoles (empty when other_config:disable_pv_vnc
 	// is set). Locations are filled only by calls that read console records
 	// ([Client.VMs], [Client.Console]); [Client.FindVMs] leaves them empty.
@@ -89,6 +91,13 @@ type vmRecord struct {
 	OtherConfig     map[string]string `xmlrpc:"other_config"`
 }
 
+type hostRecord struct {
+	NameLabel     string `xmlrpc:"name_label"`
+	Hostname      string `xmlrpc:"hostname"`
+	Address       string `xmlrpc:"address"`
+	ControlDomain string `xmlrpc:"control_domain"`
+}
+
 type consoleRecord struct {
 	UUID     string `xmlrpc:"uuid"`
 	Protocol string `xmlrpc:"protocol"`
@@ -121,8 +130,9 @@ func (c *Client) vmFromRecord(ref string, r *vmRecord) VM {
 	return v
 }
 
-// VMs returns every guest VM of the pool (no templates, snapshots or
-// control domains) with its consoles, sorted by name. It costs two calls.
+// VMs returns every guest VM of the pool (no templates or snapshots) and
+// every host's control domain (with Host set), with their consoles, sorted
+// by name. It costs three calls.
 func (c *Client) VMs(ctx context.Context) ([]VM, error) {
 	var vms map[string]vmRecord
 	if err := call(ctx, c, "VM.get_all_records", &vms); err != nil {
@@ -132,12 +142,19 @@ func (c *Client) VMs(ctx context.Context) ([]VM, error) {
 	if err := call(ctx, c, "console.get_all_records", &cons); err != nil {
 		return nil, err
 	}
+	var hosts map[string]hostRecord
+	if err := call(ctx, c, "host.get_all_records", &hosts); err != nil {
+		return nil, err
+	}
 	out := make([]VM, 0, len(vms))
 	for ref, r := range vms {
-		if !r.guest() {
+		if !r.guest() && !(r.IsControlDomain && !r.IsATemplate && !r.IsASnapshot) {
 			continue
 		}
 		v := c.vmFromRecord(ref, &r)
+		if r.IsControlDomain {
+			v.Host = hosts[r.ResidentOn].NameLabel
+		}
 		for _, cref := range v.consoleRefs {
 			if cr, ok := cons[cref]; ok {
 				v.Consoles = append(v.Consoles, consoleFromRecord(cref, &cr))
@@ -192,6 +209,29 @@ func (c *Client) FindVMs(ctx context.Context, target string) ([]VM, error) {
 		if r.guest() {
 			out = append(out, c.vmFromRecord(ref, &r))
 		}
+	}
+	return out, nil
+}
+
+// ControlDomains returns the control domain of each host whose name label
+// or hostname is host (normally one), with Host set to the name label.
+func (c *Client) ControlDomains(ctx context.Context, host string) ([]VM, error) {
+	var hosts map[string]hostRecord
+	if err := call(ctx, c, "host.get_all_records", &hosts); err != nil {
+		return nil, err
+	}
+	var out []VM
+	for _, h := range hosts {
+		if h.NameLabel != host && h.Hostname != host || h.ControlDomain == "" || h.ControlDomain == nullRef {
+			continue
+		}
+		var r vmRecord
+		if err := call(ctx, c, "VM.get_record", &r, h.ControlDomain); err != nil {
+			return nil, err
+		}
+		v := c.vmFromRecord(h.ControlDomain, &r)
+		v.Host = h.NameLabel
+		out = append(out, v)
 	}
 	return out, nil
 }

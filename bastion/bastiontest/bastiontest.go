@@ -29,15 +29,27 @@ import (
 
 // User is a test user and what they may open.
 type User struct {
-	Name  string
-	Allow []string
+	Name string
+	// Allow and Deny are patterns of rules for every console; AllowRules
+	// adds rules limited to some consoles.
+	Allow, Deny []string
+	AllowRules  []bastion.Rule
+}
+
+func rules(patterns []string) []bastion.Rule {
+	rs := make([]bastion.Rule, len(patterns))
+	for i, p := range patterns {
+		rs[i] = bastion.Rule{Pattern: p}
+	}
+	return rs
 }
 
 // Options configures Start. The zero Options gives user "alice" allowed
 // everything, a pool named "lab" with the demo VMs, and a server whose
 // drain times are short.
 type Options struct {
-	Users []User
+	Users  []User
+	Groups []bastion.Group
 	// Pool configures the simulated pool; its failed-login delay defaults
 	// to none.
 	Pool xapitest.Options
@@ -96,9 +108,12 @@ func Start(t testing.TB, opts Options) *Bastion {
 		signer, identity := newUserKey(t, dir, u.Name)
 		b.signers[u.Name], b.identities[u.Name] = signer, identity
 		ak := keys.AuthorizedKey{Key: signer.PublicKey(), Source: "test"}
-		users = append(users, bastion.User{Name: u.Name, Keys: keys.NewKeySet([]keys.AuthorizedKey{ak}), Allow: u.Allow})
+		users = append(users, bastion.User{
+			Name: u.Name, Keys: keys.NewKeySet([]keys.AuthorizedKey{ak}),
+			Allow: append(rules(u.Allow), u.AllowRules...), Deny: rules(u.Deny),
+		})
 	}
-	policy, err := bastion.NewPolicy(users)
+	policy, err := bastion.NewPolicy(users, opts.Groups)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,7 @@ import (
 
 // check validates a configuration, logs in to each pool, and prints what
 // each user may open. It fails if any pool cannot be reached.
-func check(path string, stdout, stderr io.Writer) error {
+func check(path, user string, stdout, stderr io.Writer) error {
 	log := newLogger(stderr)
 	cfg, err := loadConfig(path)
 	if err != nil {
@@ -22,6 +22,9 @@ func check(path string, stdout, stderr io.Writer) error {
 	policy, err := cfg.policy()
 	if err != nil {
 		return err
+	}
+	if user != "" && policy.User(user) == nil {
+		return fmt.Errorf("--user %s: no such user in %s", user, path)
 	}
 	clients, err := cfg.openPools(log)
 	if err != nil {
@@ -46,11 +49,14 @@ func check(path string, stdout, stderr io.Writer) error {
 	}
 	srv := &bastion.Server{Pools: asPools(up), Policy: policy}
 	for _, u := range cfg.Users {
+		if user != "" && u.Name != user {
+			continue
+		}
 		entries, _ := srv.VisibleVMs(ctx, u.Name)
 		switch {
 		case len(entries) > 0:
 			fmt.Fprintf(stdout, "\nuser %s may open:\n", u.Name)
-			bastion.WriteVMTable(stdout, entries)
+			bastion.WriteVMTable(stdout, entries, user != "")
 		case len(down) > 0:
 			fmt.Fprintf(stdout, "\nuser %s may open: nothing in the pools reached\n", u.Name)
 		default:

@@ -30,8 +30,8 @@ func labConfig(t *testing.T, p *xapitest.Pool, dir string) Config {
 			TLS:          TLSConfig{Fingerprints: p.Fingerprints()},
 		}},
 		Users: []UserConfig{
-			{Name: "alice", Keys: []string{aliceKey}, Allow: []string{"*"}},
-			{Name: "bob", Keys: []string{bobKey}, Allow: []string{"web-*"}},
+			{Name: "alice", Keys: []string{aliceKey}, Allow: rulesOf("*")},
+			{Name: "bob", Keys: []string{bobKey}, Allow: rulesOf("web-*")},
 		},
 	}
 }

@@ -29,9 +29,10 @@ type Config struct {
 	// DebugListen, if set, serves Go's pprof and expvar (goroutines,
 	// memory) on this address for profiling. Bind it to loopback: it is
 	// not authenticated. Empty: off.
-	DebugListen string       `yaml:"debug_listen"`
-	Pools       []PoolConfig `yaml:"pools"`
-	Users       []UserConfig `yaml:"users"`
+	DebugListen string        `yaml:"debug_listen"`
+	Pools       []PoolConfig  `yaml:"pools"`
+	Users       []UserConfig  `yaml:"users"`
+	Groups      []GroupConfig `yaml:"groups"`
 }
 
 // PoolConfig names one XAPI pool.
@@ -58,9 +59,57 @@ type UserConfig struct {
 	Name               string   `yaml:"name"`
 	AuthorizedKeysFile string   `yaml:"authorized_keys_file"`
 	Keys               []string `yaml:"keys"`
-	// Allow lists globs on VM name labels, or "POOL/glob". Empty allows
-	// nothing.
-	Allow []string `yaml:"allow"`
+	// Allow and Deny are rules (see bastion.Rule); deny overrides allow,
+	// and no allow rule allows nothing.
+	Allow []RuleConfig `yaml:"allow"`
+	Deny  []RuleConfig `yaml:"deny"`
+}
+
+// GroupConfig gives its members its rules.
+type GroupConfig struct {
+	Name    string       `yaml:"name"`
+	Members []string     `yaml:"members"`
+	Allow   []RuleConfig `yaml:"allow"`
+	Deny    []RuleConfig `yaml:"deny"`
+}
+
+// RuleConfig is a rule: a pattern string, or a mapping
+// {pattern: P, consoles: [rfb, vt100]}.
+type RuleConfig struct {
+	Pattern  string   `yaml:"pattern"`
+	Consoles []string `yaml:"consoles"`
+}
+
+// UnmarshalYAML accepts the plain string form too.
+func (r *RuleConfig) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind == yaml.ScalarNode {
+		return n.Decode(&r.Pattern)
+	}
+	type plain RuleConfig // without this method, so Decode does not recurse
+	dec := (*plain)(r)
+	if err := n.Decode(dec); err != nil {
+		return err
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if k := n.Content[i].Value; k != "pattern" && k != "consoles" {
+			return fmt.Errorf("line %d: unknown key %q in a rule (want pattern, consoles)", n.Content[i].Line, k)
+		}
+	}
+	if r.Pattern == "" {
+		return fmt.Errorf("line %d: a rule needs a pattern", n.Line)
+	}
+	return nil
+}
+
+func toRules(rcs []RuleConfig) []bastion.Rule {
+	rs := make([]bastion.Rule, len(rcs))
+	for i, rc := range rcs {
+		rs[i].Pattern = rc.Pattern
+		for _, c := range rc.Consoles {
+			rs[i].Consoles = append(rs[i].Consoles, xapi.Protocol(c))
+		}
+	}
+	return rs
 }
 
 // unknownKeyRE matches yaml.v3's report of an unknown key.
@@ -157,12 +206,29 @@ func (c *Config) check() error {
 		case u.AuthorizedKeysFile == "" && len(u.Keys) == 0:
 			return fmt.Errorf("user %s: no keys: set authorized_keys_file or keys", u.Name)
 		}
-		for _, pat := range u.Allow {
-			if pool, _, ok := strings.Cut(pat, "/"); ok && !strings.ContainsAny(pool, "*?[") && !pools[pool] {
-				return fmt.Errorf("user %s: allow %q: no pool named %q", u.Name, pat, pool)
-			}
+		if err := checkRulePools("user "+u.Name, pools, u.Allow, u.Deny); err != nil {
+			return err
 		}
 		users[u.Name] = true
+	}
+	for _, g := range c.Groups {
+		if err := checkRulePools("group "+g.Name, pools, g.Allow, g.Deny); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkRulePools refuses a "POOL/..." rule naming no configured pool: a
+// typo there would silently allow nothing (or deny nothing).
+func checkRulePools(who string, pools map[string]bool, lists ...[]RuleConfig) error {
+	for _, rs := range lists {
+		for _, r := range rs {
+			pool, _, ok := strings.Cut(r.Pattern, "/")
+			if ok && !strings.Contains(pool, ":") && !strings.ContainsAny(pool, "*?[") && !pools[pool] {
+				return fmt.Errorf("%s: rule %q: no pool named %q", who, r.Pattern, pool)
+			}
+		}
 	}
 	return nil
 }
@@ -226,7 +292,11 @@ func (c *Config) policy() (*bastion.Policy, error) {
 		if n == 0 {
 			return nil, fmt.Errorf("user %s: no keys found", u.Name)
 		}
-		users = append(users, bastion.User{Name: u.Name, Keys: keys.NewKeySet(lists...), Allow: u.Allow})
+		users = append(users, bastion.User{Name: u.Name, Keys: keys.NewKeySet(lists...), Allow: toRules(u.Allow), Deny: toRules(u.Deny)})
 	}
-	return bastion.NewPolicy(users)
+	groups := make([]bastion.Group, len(c.Groups))
+	for i, g := range c.Groups {
+		groups[i] = bastion.Group{Name: g.Name, Members: g.Members, Allow: toRules(g.Allow), Deny: toRules(g.Deny)}
+	}
+	return bastion.NewPolicy(users, groups)
 }

@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 	gossh "golang.org/x/crypto/ssh"
 
+	"github.com/xenbastion/xenbastion/bastion"
 	"github.com/xenbastion/xenbastion/keys"
 	"github.com/xenbastion/xenbastion/xapi"
 )
@@ -98,12 +99,12 @@ func TestParseConfigFull(t *testing.T) {
 				Name:               "alice",
 				AuthorizedKeysFile: "/home/alice/.ssh/authorized_keys",
 				Keys:               []string{"ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIC9RDlu1hFTWNgt67bh+ggGmx1R68U4437IKwBPLmq81 alice@example.com"},
-				Allow:              []string{"*"},
+				Allow:              rulesOf("*"),
 			},
 			{
 				Name:  "carol",
 				Keys:  []string{"ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBP/anWHO7JaeObNkcCssu7IgOOX1P7S9SYF6EeTbur7ztuFbyZk5Ln7Tm4P8vBh4nJsteI76K11z5G+kU8zP3Ig= carol@example.com"},
-				Allow: []string{"lab/web-*", "prod/db-?", "*/build-[0-9]"},
+				Allow: rulesOf("lab/web-*", "prod/db-?", "*/build-[0-9]"),
 			},
 		},
 	}
@@ -280,7 +281,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{
 			name: "allow names an unknown pool",
 			yaml: head + labPool + "users:\n  - {name: alice, keys: [x], allow: [\"lab/*\", \"nopool/web-*\"]}\n",
-			want: []string{`user alice: allow "nopool/web-*": no pool named "nopool"`},
+			want: []string{`user alice: rule "nopool/web-*": no pool named "nopool"`},
 		},
 	}
 	for _, tt := range tests {
@@ -368,8 +369,8 @@ func TestPolicy(t *testing.T) {
 	stranger, _ := newUserKey(t)
 	path := writeFile(t, dir, "alice.keys", "# alice's keys\n\n"+aliceFileLine+"\r\n")
 	c := &Config{Users: []UserConfig{
-		{Name: "alice", AuthorizedKeysFile: path, Keys: []string{aliceInlineLine}, Allow: []string{"*"}},
-		{Name: "bob", Keys: []string{bobLine}, Allow: []string{"lab/web-*"}},
+		{Name: "alice", AuthorizedKeysFile: path, Keys: []string{aliceInlineLine}, Allow: rulesOf("*")},
+		{Name: "bob", Keys: []string{bobLine}, Allow: rulesOf("lab/web-*")},
 	}}
 	policy, err := c.policy()
 	if err != nil {
@@ -397,7 +398,7 @@ func TestPolicy(t *testing.T) {
 			}
 		})
 	}
-	if u := policy.User("bob"); u == nil || !reflect.DeepEqual(u.Allow, []string{"lab/web-*"}) {
+	if u := policy.User("bob"); u == nil || !reflect.DeepEqual(u.Allow, []bastion.Rule{{Pattern: "lab/web-*"}}) {
 		t.Errorf("bob = %+v, want allow [lab/web-*]", u)
 	}
 }
@@ -459,7 +460,7 @@ func TestPolicyErrors(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			u := UserConfig{Name: "alice", Keys: tt.keys, Allow: tt.allow}
+			u := UserConfig{Name: "alice", Keys: tt.keys, Allow: rulesOf(tt.allow...)}
 			if tt.file != "" || tt.noFile {
 				u.AuthorizedKeysFile = filepath.Join(dir, string(rune('a'+i)), "alice.keys")
 				if err := os.MkdirAll(filepath.Dir(u.AuthorizedKeysFile), 0o700); err != nil {
@@ -560,4 +561,13 @@ func TestPasswordEnv(t *testing.T) {
 			}
 		})
 	}
+}
+
+// rulesOf makes allow rules from plain patterns.
+func rulesOf(patterns ...string) []RuleConfig {
+	rs := make([]RuleConfig, len(patterns))
+	for i, p := range patterns {
+		rs[i] = RuleConfig{Pattern: p}
+	}
+	return rs
 }

@@ -41,7 +41,7 @@ func demo(ctx context.Context, listen, dir string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	policy, err := bastion.NewPolicy([]bastion.User{{Name: name, Keys: keys.NewKeySet(userKeys), Allow: []string{"*"}}})
+	policy, err := bastion.NewPolicy([]bastion.User{{Name: name, Keys: keys.NewKeySet(userKeys), Allow: []bastion.Rule{{Pattern: "*"}}}}, nil)
 	if err != nil {
 		return err
 	}

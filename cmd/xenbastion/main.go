@@ -39,7 +39,9 @@ func buildVersion() string {
 
 const usage = `usage:
   xenbastion serve --config FILE   run the bastion
-  xenbastion check --config FILE   validate FILE, log in to each pool, print what each user may open
+  xenbastion check --config FILE [--user NAME]
+                                   validate FILE, log in to each pool, print what each user
+                                   may open (with --user: and which rule allows it)
   xenbastion demo [--listen ADDR]  run on a built-in simulated pool
   xenbastion version
 `
@@ -70,11 +72,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, *config, stderr)
 	case "check":
 		config := fs.String("config", "", "configuration file (YAML)")
+		user := fs.String("user", "", "show only this user, with the rule that allows each console")
 		if fs.Parse(args) != nil || *config == "" || fs.NArg() > 0 {
-			fmt.Fprint(stderr, "usage: xenbastion check --config FILE\n")
+			fmt.Fprint(stderr, "usage: xenbastion check --config FILE [--user NAME]\n")
 			return 2
 		}
-		err = check(*config, stdout, stderr)
+		err = check(*config, *user, stdout, stderr)
 	case "demo":
 		listen := fs.String("listen", "127.0.0.1:2222", "SSH listen address")
 		dir := fs.String("dir", "", "directory for the demo's keys and audit log (default: the user cache directory)")

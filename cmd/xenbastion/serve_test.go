@@ -252,7 +252,7 @@ func TestServeStdoutAuditPoolDown(t *testing.T) {
 			Name: "down", URL: "https://127.0.0.1:1", Username: "root",
 			PasswordFile: writeFile(t, dir, "pw", "x\n"), TLS: TLSConfig{Fingerprints: []string{fp}},
 		}},
-		Users: []UserConfig{{Name: "alice", Keys: []string{line}, Allow: []string{"*"}}},
+		Users: []UserConfig{{Name: "alice", Keys: []string{line}, Allow: rulesOf("*")}},
 	})
 	addr, log, stop := startServe(t, path)
 	if banner := waitServing(t, addr); !strings.HasPrefix(banner, "SSH-2.0-xenbastion_") {
@@ -388,7 +388,7 @@ func TestServeStartErrors(t *testing.T) {
 					Name: "lab", URL: "https://127.0.0.1:1", Username: "root",
 					PasswordFile: writeFile(t, dir, "pw", "x\n"), TLS: TLSConfig{Fingerprints: []string{fp}},
 				}},
-				Users: []UserConfig{{Name: "alice", Keys: []string{line}, Allow: []string{"*"}}},
+				Users: []UserConfig{{Name: "alice", Keys: []string{line}, Allow: rulesOf("*")}},
 			}
 			if tt.edit != nil {
 				tt.edit(t, dir, &c)
