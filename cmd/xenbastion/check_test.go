@@ -240,3 +240,32 @@ func TestCheckFailedPoolLogsInOnce(t *testing.T) {
 		t.Errorf("stdout does not say the pool was not checked:\n%s", stdout.String())
 	}
 }
+
+// TestCheckUser: check --user shows one user, with the rule behind each
+// console, groups and deny rules included.
+func TestCheckUser(t *testing.T) {
+	t.Parallel()
+	p := xapitest.NewTestPool(t, xapitest.Options{PoolName: "lab", AuthFailureDelay: -1})
+	p.AddDemoVMs()
+	dir := t.TempDir()
+	c := labConfig(t, p, dir)
+	c.Groups = []GroupConfig{{Name: "ops", Members: []string{"bob"}, Allow: rulesOf("host:host-0"), Deny: rulesOf("web-2")}}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check", "--config", writeConfig(t, dir, c), "--user", "bob"}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	out := stdout.String()
+	for _, want := range []string{"RULE", "web-1", "user bob: allow web-*", "host:host-0", "group ops: allow host:host-0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, unwanted := range []string{"web-2", "user alice"} {
+		if strings.Contains(out, unwanted) {
+			t.Errorf("output has %q:\n%s", unwanted, out)
+		}
+	}
+	if code := run([]string{"check", "--config", writeConfig(t, dir, c), "--user", "nobody"}, &stdout, &stderr); code != 1 {
+		t.Errorf("--user nobody: exit %d, want 1", code)
+	}
+}

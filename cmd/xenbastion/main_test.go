@@ -24,7 +24,7 @@ func TestRunUsage(t *testing.T) {
 		{name: "serve with empty --config", args: []string{"serve", "--config", ""}, wantCode: 2, wantStderr: "usage: xenbastion serve --config FILE\n"},
 		{name: "serve with an argument", args: []string{"serve", "--config", missing, "now"}, wantCode: 2, wantStderr: "usage: xenbastion serve --config FILE\n"},
 		{name: "serve with an unknown flag", args: []string{"serve", "--cfg", missing}, wantCode: 2, wantStderr: "flag provided but not defined: -cfg"},
-		{name: "check without --config", args: []string{"check"}, wantCode: 2, wantStderr: "usage: xenbastion check --config FILE\n"},
+		{name: "check without --config", args: []string{"check"}, wantCode: 2, wantStderr: "usage: xenbastion check --config FILE [--user NAME]\n"},
 		// demo says nothing about a stray argument; a usage line would help.
 		{name: "demo with an argument", args: []string{"demo", "now"}, wantCode: 2, anyStderr: true},
 		{name: "demo with an unknown flag", args: []string{"demo", "--port", "22"}, wantCode: 2, wantStderr: "flag provided but not defined: -port"},
