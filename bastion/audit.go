@@ -11,8 +11,12 @@ import (
 
 // Audit event names.
 const (
-	EventAuthSuccess   = "auth.success"
-	EventAuthFailure   = "auth.failure"
+	EventAuthSuccess = "auth.success"
+	EventAuthFailure = "auth.failure"
+	EventAuthBlocked = "auth.blocked"
+	// EventTLSMismatch: a XAPI host showed a certificate other than the
+	// one pinned or first seen.
+	EventTLSMismatch   = "xapi.tls_mismatch"
 	EventConsoleStart  = "console.start"
 	EventConsoleEnd    = "console.end"
 	EventConsoleDenied = "console.denied"

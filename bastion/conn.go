@@ -3,8 +3,11 @@ package bastion
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"net"
+	"net/netip"
 	"sync"
+	"time"
 
 	gliderssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
@@ -18,10 +21,13 @@ const connStateKey ctxKey = iota
 type connState struct {
 	id     string
 	remote string
+	ip     netip.Addr
+	conn   *trackedConn
 
 	mu            sync.Mutex // guards the fields below
 	user          string     // login name asked for
 	key           string     // fingerprint of the last key offered, or of the key that authenticated
+	pubKey        gossh.PublicKey
 	authenticated bool
 	failure       string // why the last authentication attempt failed
 }
@@ -30,6 +36,19 @@ func (st *connState) event(name string) Event {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	return Event{Event: name, ConnID: st.id, User: st.user, KeyFingerprint: st.key, RemoteAddr: st.remote}
+}
+
+// authKey returns the key the connection authenticated with.
+func (st *connState) authKey() gossh.PublicKey {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.pubKey
+}
+
+func (st *connState) userName() string {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	return st.user
 }
 
 func stateOf(ctx gliderssh.Context) *connState {
@@ -44,38 +63,107 @@ func newID() string {
 	return hex.EncodeToString(b[:])
 }
 
-// trackConn is gliderlabs' ConnCallback: it gives the connection an ID and
-// state, and wraps it so that a connection that closes without having
-// authenticated leaves an auth.failure record.
+// trackConn is gliderlabs' ConnCallback. It refuses blocked sources and
+// connections past the cap of unauthenticated ones, gives the connection an
+// ID, state and a handshake deadline, and wraps it so that its end is
+// accounted for (and audited, if it never authenticated).
 func (s *Server) trackConn(ctx gliderssh.Context, c net.Conn) net.Conn {
-	st := &connState{id: newID(), remote: c.RemoteAddr().String()}
+	now := time.Now()
+	st := &connState{id: newID(), remote: c.RemoteAddr().String(), ip: sourceIP(c.RemoteAddr())}
+	if s.count.blocked(st.ip, now) {
+		s.log.Debug("refused connection from a blocked source", "remote", st.remote)
+		return nil
+	}
+	s.count.mu.Lock()
+	if max := s.limits.MaxUnauthenticated; max > 0 && s.count.unauth >= max {
+		s.count.mu.Unlock()
+		s.log.Warn("refused connection: too many unauthenticated connections", "remote", st.remote, "limit", max)
+		return nil
+	}
+	s.count.unauth++
+	s.count.mu.Unlock()
+	tc := &trackedConn{Conn: c, srv: s, st: st}
+	st.conn = tc
+	if d := s.limits.HandshakeTimeout; d > 0 {
+		tc.deadline = now.Add(d)
+		c.SetDeadline(tc.deadline)
+	}
 	ctx.SetValue(connStateKey, st)
-	return &trackedConn{Conn: c, srv: s, st: st}
+	return tc
 }
 
 type trackedConn struct {
 	net.Conn
-	srv  *Server
-	st   *connState
-	once sync.Once
+	srv      *Server
+	st       *connState
+	deadline time.Time // of the handshake; zero if none
+	once     sync.Once
+}
+
+// authenticated is called once the connection has authenticated: it lifts
+// the handshake deadline and moves the connection from the unauthenticated
+// count to its user's.
+func (c *trackedConn) authenticated(user string) {
+	c.Conn.SetDeadline(time.Time{})
+	cnt := &c.srv.count
+	cnt.mu.Lock()
+	defer cnt.mu.Unlock()
+	cnt.unauth--
+	if cnt.userConns == nil {
+		cnt.userConns = map[string]int{}
+		cnt.conns = map[*trackedConn]struct{}{}
+	}
+	cnt.userConns[user]++
+	cnt.conns[c] = struct{}{}
 }
 
 func (c *trackedConn) Close() error {
-	c.once.Do(func() {
-		c.st.mu.Lock()
-		failed, tried, reason := !c.st.authenticated, c.st.user != "", c.st.failure
-		c.st.mu.Unlock()
-		if failed && tried {
-			if reason == "" {
-				reason = "disconnected before authenticating"
-			}
-			ev := c.st.event(EventAuthFailure)
-			ev.Reason = reason
-			c.srv.audit(ev, false)
-			c.srv.log.Info("authentication failed", "conn", c.st.id, "user", ev.User, "remote", ev.RemoteAddr, "reason", reason)
-		}
-	})
+	c.once.Do(c.account)
 	return c.Conn.Close()
+}
+
+// account updates the counts for a closing connection, and audits a
+// connection that ends without having authenticated.
+func (c *trackedConn) account() {
+	s, st := c.srv, c.st
+	st.mu.Lock()
+	ok, user, reason := st.authenticated, st.user, st.failure
+	st.mu.Unlock()
+	s.count.mu.Lock()
+	if ok {
+		s.count.userConns[user]--
+		if s.count.userConns[user] <= 0 {
+			delete(s.count.userConns, user)
+		}
+		delete(s.count.conns, c)
+	} else {
+		s.count.unauth--
+	}
+	s.count.mu.Unlock()
+	if ok {
+		return
+	}
+	now := time.Now()
+	timedOut := !c.deadline.IsZero() && !now.Before(c.deadline)
+	if timedOut {
+		reason = "handshake timeout"
+	}
+	if user == "" && !timedOut {
+		return // a port probe: nothing was attempted
+	}
+	if reason == "" {
+		reason = "disconnected before authenticating"
+	}
+	ev := st.event(EventAuthFailure)
+	ev.Reason = reason
+	s.audit(ev, false)
+	s.log.Info("authentication failed", "conn", st.id, "user", ev.User, "remote", ev.RemoteAddr, "reason", reason)
+	if s.count.authFailed(st.ip, s.limits, now) {
+		ev := st.event(EventAuthBlocked)
+		ev.Reason = fmt.Sprintf("more than %d failed logins a minute; blocked for %s", s.limits.AuthFailuresPerMinute, s.limits.AuthBlock)
+		s.audit(ev, false)
+		s.log.Warn("source blocked after failed logins", "remote", ev.RemoteAddr, "for", s.limits.AuthBlock)
+	}
 }
 
 // serverConfig is gliderlabs' ServerConfigCallback: the base x/crypto
@@ -85,10 +173,11 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 	return &gossh.ServerConfig{
 		MaxAuthTries: 6,
 		// Runs only for the key whose signature was checked, so the
-		// recorded fingerprint is the one that authenticated.
+		// recorded key is the one that authenticated.
 		VerifiedPublicKeyCallback: func(_ gossh.ConnMetadata, key gossh.PublicKey, perms *gossh.Permissions, _ string) (*gossh.Permissions, error) {
 			st.mu.Lock()
 			st.key = gossh.FingerprintSHA256(key)
+			st.pubKey = key
 			st.mu.Unlock()
 			return perms, nil
 		},
@@ -97,41 +186,58 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 		AuthLogCallback: func(cm gossh.ConnMetadata, method string, err error) {
 			st.mu.Lock()
 			st.user = cm.User()
-			if err == nil {
+			switch {
+			case err == nil:
 				st.authenticated = true
-			} else if method != "publickey" && method != "none" {
+			case method != "publickey" && method != "none":
 				st.failure = method + " authentication is not offered"
-			} else if method == "none" && st.failure == "" {
+			case method == "none" && st.failure == "":
 				st.failure = "no key offered"
 			}
 			ok := st.authenticated
 			st.mu.Unlock()
-			if ok {
-				ev := st.event(EventAuthSuccess)
-				s.audit(ev, false)
-				s.log.Info("authenticated", "conn", st.id, "user", ev.User, "remote", ev.RemoteAddr, "key", ev.KeyFingerprint)
+			if !ok {
+				return
 			}
+			st.conn.authenticated(cm.User())
+			ev := st.event(EventAuthSuccess)
+			s.audit(ev, false)
+			s.log.Info("authenticated", "conn", st.id, "user", ev.User, "remote", ev.RemoteAddr, "key", ev.KeyFingerprint)
 		},
 	}
 }
 
 // authPublicKey is gliderlabs' PublicKeyHandler: the login name must be a
-// configured user and key one of that user's keys.
+// configured user, key one of that user's keys, and the user under their
+// connection limit.
 func (s *Server) authPublicKey(ctx gliderssh.Context, key gliderssh.PublicKey) bool {
 	st := stateOf(ctx)
-	u := s.currentPolicy().User(ctx.User())
+	user := ctx.User()
+	u := s.currentPolicy().User(user)
 	ok := u.Authorized(key)
-	st.mu.Lock()
-	defer st.mu.Unlock()
-	st.user = ctx.User()
-	st.key = gossh.FingerprintSHA256(key)
+	failure := ""
 	switch {
 	case u == nil:
-		st.failure = "unknown user"
+		failure = "unknown user"
 	case !ok:
-		st.failure = "key not authorized for user"
+		failure = "key not authorized for user"
+	case s.limits.MaxConnectionsPerUser > 0 && s.userConns(user) >= s.limits.MaxConnectionsPerUser:
+		ok, failure = false, fmt.Sprintf("too many connections (limit %d)", s.limits.MaxConnectionsPerUser)
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.user = user
+	st.key = gossh.FingerprintSHA256(key)
+	if !ok {
+		st.failure = failure
 	}
 	return ok
+}
+
+func (s *Server) userConns(user string) int {
+	s.count.mu.Lock()
+	defer s.count.mu.Unlock()
+	return s.count.userConns[user]
 }
 
 // audit writes ev, logging a failure. It returns the error so that callers

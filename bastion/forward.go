@@ -62,7 +62,7 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, new
 		return
 	}
 	defer conn.Close()
-	cs, err := s.begin(st, vm, xapi.RFB, "forward")
+	cs, err := s.begin(ctx, st, vm, xapi.RFB, "forward")
 	if err != nil {
 		newChan.Reject(gossh.ConnectionFailed, "the bastion cannot write its audit log")
 		return
@@ -73,7 +73,7 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, new
 		return
 	}
 	go gossh.DiscardRequests(reqs)
-	reason := cs.relay(ctx, ch, channelReader{ch}, conn, forwardMode)
+	reason := cs.relay(ch, channelReader{ch}, conn, forwardMode)
 	ch.Close()
 	cs.end(reason)
 }

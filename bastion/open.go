@@ -118,6 +118,9 @@ func (s *Server) open(ctx context.Context, user string, raw string, p xapi.Proto
 	if d != nil {
 		return xapi.VM{}, nil, d
 	}
+	if max := s.limits.MaxConsolesPerUser; max > 0 && s.userConsoles(user) >= max {
+		return vm, nil, &denial{msg: fmt.Sprintf("you have %d consoles open, the most allowed", max), reason: "console limit", code: gossh.ResourceShortage, vm: &vm}
+	}
 	if !vm.Running() {
 		return vm, nil, &denial{msg: fmt.Sprintf("VM %s is %s", vm.Name, strings.ToLower(vm.PowerState)), reason: "not running", code: gossh.ConnectionFailed, vm: &vm}
 	}

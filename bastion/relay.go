@@ -14,14 +14,33 @@ import (
 
 // Reasons a console session ends, as written in console.end.
 const (
-	EndClientClosed  = "client closed"    // the SSH client closed the channel or its input
-	EndDisconnected  = "client vanished"  // the SSH connection went away
-	EndConsoleClosed = "console closed"   // the pool closed the console connection
-	EndDetached      = "detached"         // the user typed the escape key
-	EndInputDone     = "input ended"      // no PTY: input ended and the output went quiet
-	EndShutdown      = "server shutdown"  // the bastion is shutting down
-	EndAuditFailed   = "audit log failed" // (never relayed: console.start could not be written)
+	EndClientClosed  = "client closed"   // the SSH client closed the channel or its input
+	EndDisconnected  = "client vanished" // the SSH connection went away
+	EndConsoleClosed = "console closed"  // the pool closed the console connection
+	EndDetached      = "detached"        // the user typed the escape key
+	EndInputDone     = "input ended"     // no PTY: input ended and the output went quiet
+	EndShutdown      = "server shutdown" // the bastion is shutting down
+	EndIdle          = "idle timeout"    // no bytes either way for Limits.IdleTimeout
+	EndMaxDuration   = "max session duration"
+	EndRevoked       = "access revoked" // a reload took the user's access away
 )
+
+// Causes of a console's context, mapped to End reasons by endReason.
+var (
+	errShutdown    = errors.New(EndShutdown)
+	errIdle        = errors.New(EndIdle)
+	errMaxDuration = errors.New(EndMaxDuration)
+	errRevoked     = errors.New(EndRevoked)
+)
+
+func endReason(cause error) string {
+	for _, e := range []error{errShutdown, errIdle, errMaxDuration, errRevoked} {
+		if errors.Is(cause, e) {
+			return e.Error()
+		}
+	}
+	return EndDisconnected
+}
 
 // EscapeKey detaches from a console with a PTY: Ctrl-], as in telnet.
 const EscapeKey = 0x1d
@@ -69,27 +88,64 @@ type consoleSession struct {
 	id    string
 	start time.Time
 	ev    Event // the console.start record, reused for console.end
+	st    *connState
+	vm    xapi.VM
+	proto xapi.Protocol
+
+	// ctx ends the session; cancel's cause says why (errShutdown,
+	// errRevoked, ...).
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	stop   func() bool // stops watching the server's shutdown
 
 	bytesIn, bytesOut atomic.Int64
 	lastOut           atomic.Int64 // unix nanos of the last console output
+	lastActive        atomic.Int64 // unix nanos of the last byte either way
 }
 
-// begin writes console.start, synced, before any byte is relayed. If it
-// cannot be written the console is not relayed.
-func (s *Server) begin(st *connState, vm xapi.VM, p xapi.Protocol, via string) (*consoleSession, error) {
-	cs := &consoleSession{srv: s, id: newID(), start: time.Now()}
+// begin writes console.start, synced, before any byte is relayed, and
+// registers the session so that shutdowns and reloads can end it. If the
+// record cannot be written the console is not relayed.
+func (s *Server) begin(ctx context.Context, st *connState, vm xapi.VM, p xapi.Protocol, via string) (*consoleSession, error) {
+	cs := &consoleSession{srv: s, id: newID(), start: time.Now(), st: st, vm: vm, proto: p}
 	ev := st.event(EventConsoleStart)
 	ev.SessionID, ev.Pool, ev.VM, ev.VMUUID, ev.Protocol, ev.Via = cs.id, vm.Pool, vm.Name, vm.UUID, string(p), via
 	cs.ev = ev
 	if err := s.audit(ev, true); err != nil {
 		return nil, err
 	}
+	cs.ctx, cs.cancel = context.WithCancelCause(ctx)
+	cs.stop = context.AfterFunc(s.base, func() { cs.cancel(errShutdown) })
+	s.count.mu.Lock()
+	if s.count.consoles == nil {
+		s.count.consoles = map[*consoleSession]struct{}{}
+		s.count.userConsoles = map[string]int{}
+	}
+	s.count.consoles[cs] = struct{}{}
+	s.count.userConsoles[ev.User]++
+	s.count.mu.Unlock()
 	s.log.Info("console start", "conn", ev.ConnID, "session", cs.id, "user", ev.User, "pool", vm.Pool, "vm", vm.Name, "protocol", p, "via", via)
 	return cs, nil
 }
 
-// end writes console.end.
+// userConsoles returns how many consoles user has open.
+func (s *Server) userConsoles(user string) int {
+	s.count.mu.Lock()
+	defer s.count.mu.Unlock()
+	return s.count.userConsoles[user]
+}
+
+// end writes console.end and unregisters the session.
 func (cs *consoleSession) end(reason string) {
+	s := cs.srv
+	cs.stop()
+	cs.cancel(nil)
+	s.count.mu.Lock()
+	delete(s.count.consoles, cs)
+	if s.count.userConsoles[cs.ev.User]--; s.count.userConsoles[cs.ev.User] <= 0 {
+		delete(s.count.userConsoles, cs.ev.User)
+	}
+	s.count.mu.Unlock()
 	ev := cs.ev
 	ev.Event = EventConsoleEnd
 	in, out, ms := cs.bytesIn.Load(), cs.bytesOut.Load(), time.Since(cs.start).Milliseconds()
@@ -103,12 +159,27 @@ func (cs *consoleSession) end(reason string) {
 // connection goes (ctx done) or the server shuts down, and returns why it
 // ended. It reads the client's input from in, writes the console's output
 // to client, and closes console; the caller closes the client side.
-func (cs *consoleSession) relay(ctx context.Context, client io.Writer, in ctxReader, console net.Conn, mode relayMode) string {
+func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn, mode relayMode) string {
 	s := cs.srv
-	ctx, cancel := context.WithCancelCause(ctx)
+	ctx, cancel := context.WithCancelCause(cs.ctx)
 	defer cancel(nil)
-	stop := context.AfterFunc(s.base, func() { cancel(errShutdown) })
-	defer stop()
+	now := time.Now()
+	cs.lastActive.Store(now.UnixNano())
+	if d := s.limits.IdleTimeout; d > 0 {
+		var idle *time.Timer
+		idle = time.AfterFunc(d, func() {
+			if since := time.Since(time.Unix(0, cs.lastActive.Load())); since < d {
+				idle.Reset(d - since)
+				return
+			}
+			cancel(errIdle)
+		})
+		defer idle.Stop()
+	}
+	if d := s.limits.MaxSessionDuration; d > 0 {
+		t := time.AfterFunc(d, func() { cancel(errMaxDuration) })
+		defer t.Stop()
+	}
 
 	var once sync.Once
 	var reason string
@@ -148,7 +219,9 @@ func (cs *consoleSession) relay(ctx context.Context, client io.Writer, in ctxRea
 		for {
 			n, rerr := console.Read(*buf)
 			if n > 0 {
-				cs.lastOut.Store(time.Now().UnixNano())
+				t := time.Now().UnixNano()
+				cs.lastOut.Store(t)
+				cs.lastActive.Store(t)
 				if _, werr := client.Write((*buf)[:n]); werr != nil {
 					finish(EndClientClosed)
 					return
@@ -182,11 +255,7 @@ func (cs *consoleSession) relay(ctx context.Context, client io.Writer, in ctxRea
 	}
 
 	<-ctx.Done()
-	if cause := context.Cause(ctx); errors.Is(cause, errShutdown) {
-		once.Do(func() { reason = EndShutdown })
-	} else {
-		once.Do(func() { reason = EndDisconnected })
-	}
+	once.Do(func() { reason = endReason(context.Cause(ctx)) })
 	console.Close()
 	if c, ok := client.(io.Closer); ok && mode == forwardMode {
 		// Wake the client->console copy, which may be blocked reading
@@ -252,6 +321,7 @@ func (cs *consoleSession) copyIn(ctx context.Context, console io.Writer, in ctxR
 					return werr
 				}
 				cs.bytesIn.Add(int64(len(p)))
+				cs.lastActive.Store(time.Now().UnixNano())
 			}
 			if detach {
 				return errDetach

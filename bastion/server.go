@@ -56,6 +56,8 @@ type Server struct {
 	Version string
 	// ConsoleTimeout bounds finding and opening a console. Zero means 30 s.
 	ConsoleTimeout time.Duration
+	// Limits bound sources, users and sessions; see Limits for defaults.
+	Limits Limits
 	// DrainQuiet and DrainMax bound how long a "console" command without a
 	// PTY keeps relaying output after its input ended: until the console
 	// has been quiet for DrainQuiet (zero: 1 s), at most DrainMax (zero:
@@ -64,6 +66,8 @@ type Server struct {
 
 	initOnce sync.Once
 	policy   atomic.Pointer[Policy]
+	limits   Limits // Limits with defaults
+	count    counters
 	ssh      *gliderssh.Server
 	log      *slog.Logger
 
@@ -80,8 +84,6 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 }
 
-var errShutdown = errors.New("server shutdown")
-
 func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.log = s.Logger
@@ -92,6 +94,7 @@ func (s *Server) init() {
 			s.policy.Store(s.Policy)
 		}
 		s.base, s.cancelBase = context.WithCancelCause(context.Background())
+		s.limits = s.Limits.withDefaults()
 		version := s.Version
 		if version == "" {
 			version = "dev"
@@ -123,10 +126,37 @@ func (s *Server) init() {
 	})
 }
 
-// SetPolicy replaces the policy for new authentications and console opens.
+// SetPolicy replaces the policy (a reload). New logins and console opens
+// follow it at once. Open console sessions that it no longer allows end
+// with reason "access revoked", and connections whose key it no longer
+// accepts are closed; everything else carries on.
 func (s *Server) SetPolicy(p *Policy) {
 	s.init()
 	s.policy.Store(p)
+
+	s.count.mu.Lock()
+	var ends []*consoleSession
+	for cs := range s.count.consoles {
+		if !p.User(cs.ev.User).Authorized(cs.st.authKey()) || !p.Decide(cs.ev.User, cs.vm, cs.proto).Allowed {
+			ends = append(ends, cs)
+		}
+	}
+	var closes []*trackedConn
+	for tc := range s.count.conns {
+		if !p.User(tc.st.userName()).Authorized(tc.st.authKey()) {
+			closes = append(closes, tc)
+		}
+	}
+	s.count.mu.Unlock()
+	// Consoles first, so that their records say why they ended.
+	for _, cs := range ends {
+		s.log.Info("reload revokes a console", "session", cs.id, "user", cs.ev.User, "vm", cs.vm.Name)
+		cs.cancel(errRevoked)
+	}
+	for _, tc := range closes {
+		s.log.Info("reload revokes a connection", "conn", tc.st.id, "user", tc.st.userName())
+		tc.Close()
+	}
 }
 
 func (s *Server) currentPolicy() *Policy {

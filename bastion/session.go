@@ -300,7 +300,7 @@ func (ss *session) console(target string) int {
 		return exitError
 	}
 	defer conn.Close()
-	cs, err := s.begin(ss.st, vm, xapi.VT100, "command")
+	cs, err := s.begin(ctx, ss.st, vm, xapi.VT100, "command")
 	if err != nil {
 		ss.errorf("the bastion cannot write its audit log; no console is opened")
 		return exitError
@@ -310,7 +310,7 @@ func (ss *session) console(target string) int {
 		mode = ptyMode
 		ss.errorf("connected to %s (%s); press Enter for a prompt, Ctrl-] to detach", vm.Name, vm.Pool)
 	}
-	reason := cs.relay(ctx, ss.raw, ss.in, conn, mode)
+	reason := cs.relay(ss.raw, ss.in, conn, mode)
 	cs.end(reason)
 	switch reason {
 	case EndDetached, EndInputDone:
@@ -322,6 +322,8 @@ func (ss *session) console(target string) int {
 		ss.errorf("the pool closed the console of %s", vm.Name)
 	case EndShutdown:
 		ss.errorf("the bastion is shutting down; console of %s closed", vm.Name)
+	case EndIdle, EndMaxDuration, EndRevoked:
+		ss.errorf("console of %s closed: %s", vm.Name, reason)
 	}
 	return exitError
 }

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -53,14 +54,21 @@ type Client struct {
 	dialer net.Dialer
 	log    *slog.Logger
 
-	// loginMu is held while logging in, so that concurrent callers that
-	// find no valid session wait for one login instead of each doing one.
-	loginMu sync.Mutex
-
-	// mu guards master and session.
+	// mu guards master, session and pending.
 	mu      sync.Mutex
 	master  string // base URL of the pool master (or of the configured host until HOST_IS_SLAVE says otherwise)
 	session string // session ref, "" when logged out
+	// pending is the login under way, if any: callers that find no
+	// session wait for it instead of each logging in (a failed login
+	// costs xapi's 5 s delay and may count towards a lock-out).
+	pending *login
+}
+
+// login is one login attempt that several callers may wait for.
+type login struct {
+	done            chan struct{} // closed when the fields below are set
+	session, master string
+	err             error
 }
 
 // NewClient checks cfg and returns a client. It does no I/O: the first call
@@ -115,9 +123,18 @@ type reply[T any] struct {
 	ErrorDescription []string `xmlrpc:"ErrorDescription"`
 }
 
+// bareValue matches a value written without a type tag, as xapi writes
+// strings, refs, enums and 64-bit ints.
+var bareValue = regexp.MustCompile(`<value>([^<]*)</value>`)
+
 // decodeReply decodes an XML-RPC reply body into out (a pointer), returning
 // *Error for a XAPI failure.
 func decodeReply[T any](body []byte, out *T) error {
+	// kolo/xmlrpc mishandles an empty bare value (<value></value>): it
+	// consumes the closing tag itself and its caller then skips past the
+	// rest of the enclosing struct or array. It also trims bare text.
+	// Tagging every bare value as a <string> avoids both.
+	body = bareValue.ReplaceAll(body, []byte("<value><string>$1</string></value>"))
 	var r reply[T]
 	if err := xmlrpc.Response(body).Unmarshal(&r); err != nil {
 		return fmt.Errorf("malformed XML-RPC reply: %w", err)
@@ -194,37 +211,60 @@ func call[T any](ctx context.Context, c *Client, method string, out *T, args ...
 			c.dropSession(session)
 			continue
 		}
-		return fmt.Errorf("xapi: %s: %w", method, err)
+		return fmt.Errorf("xapi: %s: %w", method, stripPrefix(err))
 	}
 }
 
+// stripPrefix hides the "xapi: " of an *Error's message when it is wrapped
+// in another xapi error, so messages do not say "xapi:" twice.
+func stripPrefix(err error) error {
+	if xe, ok := err.(*Error); ok {
+		return bareError{x: xe}
+	}
+	return err
+}
+
+// bareError is an *Error printed without its "xapi: " prefix.
+type bareError struct{ x *Error }
+
+func (e bareError) Error() string { return strings.TrimPrefix(e.x.Error(), "xapi: ") }
+func (e bareError) Unwrap() error { return e.x }
+
 // sessionRef returns a valid session and the master's URL, logging in if
-// there is no session. Only one login runs at a time; callers that waited
-// for it use its session.
+// there is no session. Only one login runs at a time; callers that come
+// meanwhile wait for its outcome, each no longer than its own ctx.
 func (c *Client) sessionRef(ctx context.Context) (session, master string, err error) {
 	c.mu.Lock()
-	session, master = c.session, c.master
-	c.mu.Unlock()
-	if session != "" {
+	if c.session != "" {
+		session, master = c.session, c.master
+		c.mu.Unlock()
 		return session, master, nil
 	}
-
-	c.loginMu.Lock()
-	defer c.loginMu.Unlock()
-	c.mu.Lock()
-	session, master = c.session, c.master
-	c.mu.Unlock()
-	if session != "" {
-		return session, master, nil // another caller logged in meanwhile
+	l := c.pending
+	if l == nil {
+		l = &login{done: make(chan struct{})}
+		c.pending = l
+		// The login outlives a caller that gives up: the others may
+		// still want it.
+		go func() {
+			s, m, err := c.login(context.WithoutCancel(ctx))
+			c.mu.Lock()
+			l.session, l.master, l.err = s, m, err
+			if err == nil {
+				c.session, c.master = s, m
+			}
+			c.pending = nil
+			c.mu.Unlock()
+			close(l.done)
+		}()
 	}
-	session, master, err = c.login(ctx)
-	if err != nil {
-		return "", "", err
-	}
-	c.mu.Lock()
-	c.session, c.master = session, master
 	c.mu.Unlock()
-	return session, master, nil
+	select {
+	case <-l.done:
+		return l.session, l.master, l.err
+	case <-ctx.Done():
+		return "", "", ctx.Err()
+	}
 }
 
 // login logs in at the current master, following HOST_IS_SLAVE.
@@ -241,7 +281,7 @@ func (c *Client) login(ctx context.Context) (session, master string, err error) 
 			continue
 		}
 		if err != nil {
-			return "", "", fmt.Errorf("xapi: login to %s as %s: %w", master, c.cfg.Username, err)
+			return "", "", fmt.Errorf("xapi: login to %s as %s: %w", master, c.cfg.Username, stripPrefix(err))
 		}
 		if session == "" {
 			return "", "", fmt.Errorf("xapi: login to %s: empty session reference", master)
@@ -297,13 +337,17 @@ func (c *Client) Close(ctx context.Context) error {
 // host.address) into a base URL. XAPI sends bare addresses, IPv4 or IPv6
 // (port 443 implied); "host:port" and "[v6]:port" are accepted too.
 func hostURL(addr string) string {
-	return "https://" + hostPort(addr, "")
+	// A zone ("fe80::1%eth0") is written %25 in a URL.
+	return "https://" + strings.Replace(hostPort(addr, ""), "%", "%25", 1)
 }
 
 // hostPort returns addr as a URL host: IPv6 addresses bracketed, and port
 // added when addr has none and port is not empty.
 func hostPort(addr, port string) string {
 	addr = strings.TrimSpace(addr)
+	if strings.HasPrefix(addr, "[") && strings.HasSuffix(addr, "]") {
+		addr = addr[1 : len(addr)-1] // "[v6]" without a port, as in a URL's host
+	}
 	if ip, err := netip.ParseAddr(addr); err == nil {
 		if port != "" {
 			return net.JoinHostPort(ip.String(), port)

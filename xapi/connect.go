@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -25,18 +26,15 @@ const maxConnectHeader = 8 << 10
 // including any that arrived with the reply header. It implements
 // CloseWrite.
 func (c *Client) DialConsole(ctx context.Context, vm VM, p Protocol) (net.Conn, error) {
-	con, err := c.Console(ctx, vm, p)
+	vm, con, err := c.console(ctx, vm, p)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := c.dialLocation(ctx, vm, con)
+	conn, err := c.dialSession(ctx, vm, con)
 	if errors.Is(err, errUnauthorised) {
 		// The session expired between the lookup and the CONNECT: log in
 		// again and retry once.
-		if s, _, _ := c.sessionRef(ctx); s != "" {
-			c.dropSession(s)
-		}
-		conn, err = c.dialLocation(ctx, vm, con)
+		conn, err = c.dialSession(ctx, vm, con)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("xapi: open %s console of %s: %w", p, vm.Name, err)
@@ -44,9 +42,24 @@ func (c *Client) DialConsole(ctx context.Context, vm VM, p Protocol) (net.Conn, 
 	return conn, nil
 }
 
-var errUnauthorised = errors.New("401")
+// dialSession dials the console with the current session, and drops that
+// session if the host refuses it.
+func (c *Client) dialSession(ctx context.Context, vm VM, con Console) (net.Conn, error) {
+	session, _, err := c.sessionRef(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := c.dialLocation(ctx, vm, con, session)
+	if errors.Is(err, errUnauthorised) {
+		c.dropSession(session)
+	}
+	return conn, err
+}
 
-func (c *Client) dialLocation(ctx context.Context, vm VM, con Console) (net.Conn, error) {
+// errUnauthorised marks a CONNECT refused with 401: the session is no good.
+var errUnauthorised = errors.New("session refused")
+
+func (c *Client) dialLocation(ctx context.Context, vm VM, con Console, session string) (net.Conn, error) {
 	if con.Location == "" {
 		return nil, fmt.Errorf("console has no address: %w", ErrNotRunning)
 	}
@@ -71,10 +84,6 @@ func (c *Client) dialLocation(ctx context.Context, vm VM, con Console) (net.Conn
 		host = addr
 	}
 	host = hostPort(host, "443")
-	session, _, err := c.sessionRef(ctx)
-	if err != nil {
-		return nil, err
-	}
 
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
@@ -89,8 +98,13 @@ func (c *Client) dialLocation(ctx context.Context, vm VM, con Console) (net.Conn
 	}
 	fail := func(err error) (net.Conn, error) {
 		tc.Close()
-		if ctx.Err() != nil && !errors.Is(err, errUnauthorised) {
-			return nil, fmt.Errorf("%w (%w)", err, ctx.Err())
+		// The connection's deadline is the context's: whichever fires
+		// first, say it was the deadline.
+		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
+			if cerr := ctx.Err(); cerr != nil {
+				return nil, fmt.Errorf("%w (%w)", err, cerr)
+			}
+			return nil, fmt.Errorf("%w (%w)", err, context.DeadlineExceeded)
 		}
 		return nil, err
 	}
@@ -107,7 +121,7 @@ func (c *Client) dialLocation(ctx context.Context, vm VM, con Console) (net.Conn
 	if err := ReadConnectReply(br); err != nil {
 		var ce *ConnectError
 		if errors.As(err, &ce) && ce.StatusCode == 401 {
-			return fail(errUnauthorised)
+			return fail(fmt.Errorf("%w: %w", errUnauthorised, err))
 		}
 		return fail(err)
 	}

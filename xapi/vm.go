@@ -269,29 +269,53 @@ func Choose(target string, vms []VM) (VM, error) {
 
 // Console returns the VM's console of protocol p, with its current location,
 // read from XAPI. A VM that is not running gets ErrNotRunning, one without
-// such a console ErrNoConsole.
+// such a console ErrNoConsole. A VM value from before a reboot or migration
+// (whose consoles XAPI has made anew) is looked up again.
 func (c *Client) Console(ctx context.Context, vm VM, p Protocol) (Console, error) {
-	if !vm.Running() {
-		return Console{}, fmt.Errorf("%s is %s: %w", vm.Name, strings.ToLower(vm.PowerState), ErrNotRunning)
-	}
-	refs := vm.consoleRefs
-	if refs == nil {
-		for _, con := range vm.Consoles {
-			refs = append(refs, con.Ref)
+	_, con, err := c.console(ctx, vm, p)
+	return con, err
+}
+
+// console is Console, also returning the VM as XAPI has it now.
+func (c *Client) console(ctx context.Context, vm VM, p Protocol) (VM, Console, error) {
+	for fresh := false; ; fresh = true {
+		if !vm.Running() {
+			return vm, Console{}, fmt.Errorf("%s is %s: %w", vm.Name, strings.ToLower(vm.PowerState), ErrNotRunning)
 		}
-	}
-	for _, ref := range refs {
-		var r consoleRecord
-		err := call(ctx, c, "console.get_record", &r, ref)
+		refs := vm.consoleRefs
+		if refs == nil {
+			for _, con := range vm.Consoles {
+				refs = append(refs, con.Ref)
+			}
+		}
+		stale := false
+		for _, ref := range refs {
+			var r consoleRecord
+			err := call(ctx, c, "console.get_record", &r, ref)
+			if IsCode(err, CodeHandleInvalid) {
+				stale = true // the console was made anew: the VM rebooted or moved
+				continue
+			}
+			if err != nil {
+				return vm, Console{}, err
+			}
+			if Protocol(r.Protocol) == p {
+				return vm, consoleFromRecord(ref, &r), nil
+			}
+		}
+		if !stale || fresh {
+			return vm, Console{}, fmt.Errorf("%s has no %s console: %w", vm.Name, p, ErrNoConsole)
+		}
+		var r vmRecord
+		err := call(ctx, c, "VM.get_record", &r, vm.Ref)
 		if IsCode(err, CodeHandleInvalid) {
-			continue
+			return vm, Console{}, fmt.Errorf("%s: %w", vm.Name, ErrNotFound)
 		}
 		if err != nil {
-			return Console{}, err
+			return vm, Console{}, err
 		}
-		if Protocol(r.Protocol) == p {
-			return consoleFromRecord(ref, &r), nil
-		}
+		host := vm.Host
+		vm = c.vmFromRecord(vm.Ref, &r)
+		vm.Host = host
 	}
-	return Console{}, fmt.Errorf("%s has no %s console: %w", vm.Name, p, ErrNoConsole)
 }

@@ -145,7 +145,7 @@ func TestHostURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"192.0.2.10":      "https://192.0.2.10",
 		"2001:db8::10":    "https://[2001:db8::10]",
-		"fe80::1%eth0":    "https://[fe80::1%eth0]",
+		"fe80::1%eth0":    "https://[fe80::1%25eth0]",
 		"127.0.0.1:8443":  "https://127.0.0.1:8443",
 		"[::1]:8443":      "https://[::1]:8443",
 		"xs1.example.com": "https://xs1.example.com",
