@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gliderssh "github.com/gliderlabs/ssh"
@@ -96,14 +97,26 @@ type trackedConn struct {
 	net.Conn
 	srv      *Server
 	st       *connState
-	deadline time.Time // of the handshake; zero if none
+	deadline time.Time   // of the handshake; zero if none
+	authDone atomic.Bool // authenticated: the handshake deadline is lifted
 	once     sync.Once
+}
+
+// SetDeadline keeps the handshake deadline until the connection has
+// authenticated: gliderlabs resets the deadline before every read and
+// write.
+func (c *trackedConn) SetDeadline(t time.Time) error {
+	if !c.authDone.Load() && !c.deadline.IsZero() && (t.IsZero() || t.After(c.deadline)) {
+		t = c.deadline
+	}
+	return c.Conn.SetDeadline(t)
 }
 
 // authenticated is called once the connection has authenticated: it lifts
 // the handshake deadline and moves the connection from the unauthenticated
 // count to its user's.
 func (c *trackedConn) authenticated(user string) {
+	c.authDone.Store(true)
 	c.Conn.SetDeadline(time.Time{})
 	cnt := &c.srv.count
 	cnt.mu.Lock()

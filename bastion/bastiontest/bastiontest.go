@@ -103,20 +103,10 @@ func Start(t testing.TB, opts Options) *Bastion {
 		b.Sim.AddDemoVMs()
 	}
 
-	var users []bastion.User
 	for _, u := range opts.Users {
-		signer, identity := newUserKey(t, dir, u.Name)
-		b.signers[u.Name], b.identities[u.Name] = signer, identity
-		ak := keys.AuthorizedKey{Key: signer.PublicKey(), Source: "test"}
-		users = append(users, bastion.User{
-			Name: u.Name, Keys: keys.NewKeySet([]keys.AuthorizedKey{ak}),
-			Allow: append(rules(u.Allow), u.AllowRules...), Deny: rules(u.Deny),
-		})
+		b.signers[u.Name], b.identities[u.Name] = newUserKey(t, dir, u.Name)
 	}
-	policy, err := bastion.NewPolicy(users, opts.Groups)
-	if err != nil {
-		t.Fatal(err)
-	}
+	policy := b.NewPolicy(t, opts.Users, opts.Groups)
 	hostKey, _, err := keys.LoadOrCreateHostKey(filepath.Join(dir, "host_key"))
 	if err != nil {
 		t.Fatal(err)
@@ -187,6 +177,30 @@ func newUserKey(t testing.TB, dir, name string) (gossh.Signer, string) {
 		t.Fatal(err)
 	}
 	return signer, path
+}
+
+// NewPolicy makes a policy for users (who must be among those Start was
+// given, for their keys) and groups, e.g. to reload the server with
+// Server.SetPolicy.
+func (b *Bastion) NewPolicy(t testing.TB, users []User, groups []bastion.Group) *bastion.Policy {
+	t.Helper()
+	var us []bastion.User
+	for _, u := range users {
+		signer := b.signers[u.Name]
+		if signer == nil {
+			t.Fatalf("bastiontest: user %s has no key", u.Name)
+		}
+		ak := keys.AuthorizedKey{Key: signer.PublicKey(), Source: "test"}
+		us = append(us, bastion.User{
+			Name: u.Name, Keys: keys.NewKeySet([]keys.AuthorizedKey{ak}),
+			Allow: append(rules(u.Allow), u.AllowRules...), Deny: rules(u.Deny),
+		})
+	}
+	policy, err := bastion.NewPolicy(us, groups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return policy
 }
 
 // Signer returns the user's private key, for x/crypto/ssh clients.

@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -33,6 +34,51 @@ type Config struct {
 	Pools       []PoolConfig  `yaml:"pools"`
 	Users       []UserConfig  `yaml:"users"`
 	Groups      []GroupConfig `yaml:"groups"`
+	Limits      LimitsConfig  `yaml:"limits"`
+}
+
+// LimitsConfig is bastion.Limits in the file. Absent or zero values take
+// bastion's safe defaults; a negative number or duration turns that limit
+// off.
+type LimitsConfig struct {
+	HandshakeTimeout      Duration `yaml:"handshake_timeout"`
+	MaxUnauthenticated    int      `yaml:"max_unauthenticated"`
+	AuthFailuresPerMinute int      `yaml:"auth_failures_per_minute"`
+	AuthBlock             Duration `yaml:"auth_block"`
+	MaxConnectionsPerUser int      `yaml:"max_connections_per_user"`
+	MaxConsolesPerUser    int      `yaml:"max_consoles_per_user"`
+	IdleTimeout           Duration `yaml:"idle_timeout"`
+	MaxSessionDuration    Duration `yaml:"max_session_duration"`
+}
+
+func (l LimitsConfig) limits() bastion.Limits {
+	return bastion.Limits{
+		HandshakeTimeout:      time.Duration(l.HandshakeTimeout),
+		MaxUnauthenticated:    l.MaxUnauthenticated,
+		AuthFailuresPerMinute: l.AuthFailuresPerMinute,
+		AuthBlock:             time.Duration(l.AuthBlock),
+		MaxConnectionsPerUser: l.MaxConnectionsPerUser,
+		MaxConsolesPerUser:    l.MaxConsolesPerUser,
+		IdleTimeout:           time.Duration(l.IdleTimeout),
+		MaxSessionDuration:    time.Duration(l.MaxSessionDuration),
+	}
+}
+
+// Duration is a time.Duration written as in Go ("90s", "1h30m").
+type Duration time.Duration
+
+// UnmarshalYAML parses a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: %q is not a duration (write e.g. 90s, 30m, 12h)", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
 }
 
 // PoolConfig names one XAPI pool.

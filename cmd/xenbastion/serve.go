@@ -7,6 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"os/signal"
+	"reflect"
+	"syscall"
 	"time"
 
 	"github.com/xenbastion/xenbastion/bastion"
@@ -104,7 +108,10 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 	srv := &bastion.Server{
 		HostKey: hostKey, Pools: asPools(clients), Policy: policy,
 		Audit: audit, Logger: log, Version: buildVersion(),
+		Limits: cfg.Limits.limits(),
 	}
+	stopReload := reloadOnHangup(log, path, cfg, srv)
+	defer stopReload()
 	log.Info("xenbastion listening", "addr", l.Addr().String(), "host_key", keys.Fingerprint(hostKey.PublicKey()), "version", buildVersion())
 	err = serveUntilDone(ctx, log, srv, l)
 	for _, c := range clients {
@@ -116,4 +123,42 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 		return nil
 	}
 	return err
+}
+
+// reloadOnHangup re-reads the configuration and every key file on SIGHUP
+// and gives the server the new policy. A file that does not load keeps the
+// running configuration, and the log says why. Changes to pools, limits,
+// the listen address or the host key need a restart; the log says so.
+func reloadOnHangup(log *slog.Logger, path string, running *Config, srv *bastion.Server) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+				reload(log, path, running, srv)
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
+}
+
+func reload(log *slog.Logger, path string, running *Config, srv *bastion.Server) {
+	cfg, err := loadConfig(path)
+	if err == nil {
+		var policy *bastion.Policy
+		if policy, err = cfg.policy(); err == nil {
+			if !reflect.DeepEqual(cfg.Pools, running.Pools) || cfg.Limits != running.Limits ||
+				cfg.Listen != running.Listen || cfg.HostKeyFile != running.HostKeyFile || cfg.AuditLog != running.AuditLog {
+				log.Warn("reload: changes to pools, limits, listen, host_key_file or audit_log take effect at the next restart")
+			}
+			srv.SetPolicy(policy)
+			log.Info("reload: configuration reloaded", "users", len(cfg.Users), "groups", len(cfg.Groups))
+			return
+		}
+	}
+	log.Error("reload failed; the running configuration stays", "err", err)
 }
