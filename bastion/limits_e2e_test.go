@@ -84,7 +84,9 @@ func TestLimits(t *testing.T) {
 		if err := cmd.Wait(); exitCode(err) != 1 || !strings.Contains(stderr.String(), "idle timeout") {
 			t.Errorf("exit %v, stderr %q", err, stderr.String())
 		}
-		b.WaitEvent(t, func(ev bastion.Event) bool { return ev.Event == bastion.EventConsoleEnd && ev.Reason == bastion.EndIdle })
+		b.WaitEvent(t, func(ev bastion.Event) bool {
+			return ev.Event == bastion.EventConsoleEnd && ev.Reason == bastion.EndIdle
+		})
 	})
 	t.Run("max session duration", func(t *testing.T) {
 		t.Parallel()
@@ -110,7 +112,9 @@ func TestLimits(t *testing.T) {
 		if r.code != 1 || !strings.Contains(r.stderr, "consoles open, the most allowed") {
 			t.Errorf("second console: %+v", r)
 		}
-		b.WaitEvent(t, func(ev bastion.Event) bool { return ev.Event == bastion.EventConsoleDenied && ev.Reason == "console limit" })
+		b.WaitEvent(t, func(ev bastion.Event) bool {
+			return ev.Event == bastion.EventConsoleDenied && ev.Reason == "console limit"
+		})
 	})
 	t.Run("connections per user", func(t *testing.T) {
 		t.Parallel()
@@ -150,7 +154,9 @@ func TestLimits(t *testing.T) {
 		if err != nil || time.Since(start) > 5*time.Second {
 			t.Errorf("the server did not close a silent connection (after %v: %v)", time.Since(start), err)
 		}
-		b.WaitEvent(t, func(ev bastion.Event) bool { return ev.Event == bastion.EventAuthFailure && ev.Reason == "handshake timeout" })
+		b.WaitEvent(t, func(ev bastion.Event) bool {
+			return ev.Event == bastion.EventAuthFailure && ev.Reason == "handshake timeout"
+		})
 	})
 	t.Run("unauthenticated cap", func(t *testing.T) {
 		t.Parallel()
