@@ -189,7 +189,7 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 		// recorded key is the one that authenticated.
 		VerifiedPublicKeyCallback: func(_ gossh.ConnMetadata, key gossh.PublicKey, perms *gossh.Permissions, _ string) (*gossh.Permissions, error) {
 			st.mu.Lock()
-			st.key = gossh.FingerprintSHA256(key)
+			st.key = keyFingerprint(key)
 			st.pubKey = key
 			st.mu.Unlock()
 			return perms, nil
@@ -220,31 +220,31 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 	}
 }
 
-// authPublicKey is gliderlabs' PublicKeyHandler: the login name must be a
-// configured user, key one of that user's keys, and the user under their
-// connection limit.
+// authPublicKey is gliderlabs' PublicKeyHandler: Policy.Authenticate
+// decides, and the user must be under their connection limit.
 func (s *Server) authPublicKey(ctx gliderssh.Context, key gliderssh.PublicKey) bool {
 	st := stateOf(ctx)
 	user := ctx.User()
-	u := s.currentPolicy().User(user)
-	ok := u.Authorized(key)
+	perms, err := s.currentPolicy().Authenticate(user, key, ctx.RemoteAddr(), time.Now())
 	failure := ""
 	switch {
-	case u == nil:
-		failure = "unknown user"
-	case !ok:
-		failure = "key not authorized for user"
+	case err != nil:
+		failure = err.Error()
 	case s.limits.MaxConnectionsPerUser > 0 && s.userConns(user) >= s.limits.MaxConnectionsPerUser:
-		ok, failure = false, fmt.Sprintf("too many connections (limit %d)", s.limits.MaxConnectionsPerUser)
+		failure = fmt.Sprintf("too many connections (limit %d)", s.limits.MaxConnectionsPerUser)
+	default:
+		// x/crypto enforces a certificate's source-address again from these.
+		ctx.Permissions().CriticalOptions = perms.CriticalOptions
+		ctx.Permissions().Extensions = perms.Extensions
 	}
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.user = user
-	st.key = gossh.FingerprintSHA256(key)
-	if !ok {
+	st.key = keyFingerprint(key)
+	if failure != "" {
 		st.failure = failure
 	}
-	return ok
+	return failure == ""
 }
 
 func (s *Server) userConns(user string) int {

@@ -6,8 +6,6 @@ import (
 	"slices"
 	"strings"
 
-	gossh "golang.org/x/crypto/ssh"
-
 	"github.com/xenbastion/xenbastion/keys"
 	"github.com/xenbastion/xenbastion/xapi"
 )
@@ -61,7 +59,9 @@ type Group struct {
 // Policy is who may log in and what each may open. It is never changed
 // after NewPolicy returns it; a reload makes a new one.
 type Policy struct {
-	users map[string]*User
+	cas     keys.CASet
+	revoked *keys.RevocationList
+	users   map[string]*User
 	// rules holds each user's compiled rules, their own and their groups'.
 	rules map[string]*userRules
 }
@@ -82,8 +82,11 @@ type rule struct {
 
 // NewPolicy checks users and groups (unique names, known members, valid
 // patterns) and returns a Policy.
-func NewPolicy(users []User, groups []Group) (*Policy, error) {
+func NewPolicy(users []User, groups []Group, opts ...PolicyOption) (*Policy, error) {
 	p := &Policy{users: make(map[string]*User, len(users)), rules: make(map[string]*userRules, len(users))}
+	for _, o := range opts {
+		o(p)
+	}
 	for i := range users {
 		u := users[i]
 		if u.Name == "" {
@@ -252,12 +255,4 @@ func (p *Policy) User(name string) *User {
 		return nil
 	}
 	return p.users[name]
-}
-
-// Authorized reports whether key is one of the user's keys.
-func (u *User) Authorized(key gossh.PublicKey) bool {
-	if u == nil || key == nil {
-		return false
-	}
-	return u.Keys.Contains(key)
 }

@@ -134,16 +134,21 @@ func (s *Server) SetPolicy(p *Policy) {
 	s.init()
 	s.policy.Store(p)
 
+	now := time.Now()
+	accepted := func(st *connState) bool {
+		_, err := p.Authenticate(st.userName(), st.authKey(), st.conn.RemoteAddr(), now)
+		return err == nil
+	}
 	s.count.mu.Lock()
 	var ends []*consoleSession
 	for cs := range s.count.consoles {
-		if !p.User(cs.ev.User).Authorized(cs.st.authKey()) || !p.Decide(cs.ev.User, cs.vm, cs.proto).Allowed {
+		if !accepted(cs.st) || !p.Decide(cs.ev.User, cs.vm, cs.proto).Allowed {
 			ends = append(ends, cs)
 		}
 	}
 	var closes []*trackedConn
 	for tc := range s.count.conns {
-		if !p.User(tc.st.userName()).Authorized(tc.st.authKey()) {
+		if !accepted(tc.st) {
 			closes = append(closes, tc)
 		}
 	}

@@ -5,7 +5,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"iter"
 	"os"
+	"strings"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -15,29 +18,40 @@ type AuthorizedKey struct {
 	Key ssh.PublicKey
 	// Comment is the text after the key, often user@host; it may be empty.
 	Comment string
-	// Options are the line's options as written, such as `from="10.0.0.0/8"`
-	// or "no-pty", in order; nil if there are none.
-	//
-	// Options are not enforced yet: a key is authorised whatever its
-	// options say, so from=, expiry-time= and cert-authority do not narrow
-	// or change what the key may do. Honouring from= and expiry-time= is
-	// planned.
+	// Options are the line's options as written, such as
+	// `from="10.0.0.0/8"`, in order; nil if there are none. Only from= and
+	// expiry-time= are allowed, and they are parsed into From and
+	// ExpiresAt, which Permit checks.
 	Options []string
+	// From holds the address patterns of the from= option; it is nil,
+	// which matches every address, if there is none.
+	From *AddrPatterns
+	// ExpiresAt is the time of the expiry-time= option, after which the
+	// key is refused; the zero Time, meaning never, if there is none.
+	ExpiresAt time.Time
 	// Source names where the line came from: a file name, or "inline".
 	Source string
 	// Line is the line's number in Source, counting from 1.
 	Line int
 }
 
-// ParseError reports a line of authorized keys that is not a valid key.
+// ParseError reports a line of an authorized_keys, revocation list or CA
+// keys file that is not valid.
 type ParseError struct {
-	Source string // as passed to ParseAuthorizedKeys
+	Source string // the file name, or the source passed to a Parse function
 	Line   int    // counting from 1
-	Err    error  // why the line is invalid
+	// Kind says what the line should hold, such as "revoked key or
+	// fingerprint" or "CA key"; "" means "authorized key".
+	Kind string
+	Err  error // why the line is invalid
 }
 
 func (e *ParseError) Error() string {
-	return fmt.Sprintf("keys: %s:%d: not a valid authorized key: %v", e.Source, e.Line, e.Err)
+	kind := e.Kind
+	if kind == "" {
+		kind = "authorized key"
+	}
+	return fmt.Sprintf("keys: %s:%d: not a valid %s: %v", e.Source, e.Line, kind, e.Err)
 }
 
 func (e *ParseError) Unwrap() error { return e.Err }
@@ -52,29 +66,76 @@ func (e *ParseError) Unwrap() error { return e.Err }
 // Where sshd skips a line it cannot parse, ParseAuthorizedKeys returns a
 // *ParseError naming source and the line, so that a typo fails at start-up
 // instead of locking a user out. Data without any key gives no keys and no
-// error. Options are kept but not enforced; see AuthorizedKey.Options.
+// error.
+//
+// Of the options, from= and expiry-time= are supported, with OpenSSH's
+// meaning (see ParseAddrPatterns and ParseExpiryTime; an expiry-time
+// without Z is in the local time zone, time.Local) and checked by
+// AuthorizedKey.Permit. Option names are case-insensitive. Any other
+// option, such as no-pty, command=, restrict or cert-authority, is an
+// error wrapping ErrUnsupportedOption: a key whose line asks for limits
+// the bastion does not enforce is refused rather than given more access
+// than its line says.
 func ParseAuthorizedKeys(data []byte, source string) ([]AuthorizedKey, error) {
+	return parseAuthorizedKeys(data, source, time.Local)
+}
+
+// parseAuthorizedKeys is ParseAuthorizedKeys with expiry times without a
+// zone read in loc.
+func parseAuthorizedKeys(data []byte, source string, loc *time.Location) ([]AuthorizedKey, error) {
 	var keys []AuthorizedKey
-	for n := 1; len(data) > 0; n++ {
-		var line []byte
-		line, data, _ = bytes.Cut(data, []byte("\n"))
-		line = bytes.TrimSpace(line) // also drops the CR of a CRLF
-		if len(line) == 0 || line[0] == '#' {
-			continue
-		}
+	for n, line := range lines(data) {
 		key, comment, options, _, err := ssh.ParseAuthorizedKey(line)
 		if err != nil {
 			return nil, &ParseError{Source: source, Line: n, Err: explain(line, err)}
 		}
+		from, expires, err := parseOptions(options, loc)
+		if err != nil {
+			return nil, &ParseError{Source: source, Line: n, Err: err}
+		}
 		keys = append(keys, AuthorizedKey{
-			Key:     key,
-			Comment: comment,
-			Options: options,
-			Source:  source,
-			Line:    n,
+			Key:       key,
+			Comment:   comment,
+			Options:   options,
+			From:      from,
+			ExpiresAt: expires,
+			Source:    source,
+			Line:      n,
 		})
 	}
 	return keys, nil
+}
+
+// lines yields the number, counting from 1, and the text without leading
+// and trailing white space of each line of data that is neither blank nor
+// a comment starting with '#'. Lines may end in LF or CRLF.
+func lines(data []byte) iter.Seq2[int, []byte] {
+	return func(yield func(int, []byte) bool) {
+		for n := 1; len(data) > 0; n++ {
+			var line []byte
+			line, data, _ = bytes.Cut(data, []byte("\n"))
+			line = bytes.TrimSpace(line) // also drops the CR of a CRLF
+			if len(line) == 0 || line[0] == '#' {
+				continue
+			}
+			if !yield(n, line) {
+				return
+			}
+		}
+	}
+}
+
+// parsePlainKey parses a line holding one public key in the authorized_keys
+// form, without options: type, base64 and an optional comment.
+func parsePlainKey(line []byte) (ssh.PublicKey, error) {
+	key, _, options, _, err := ssh.ParseAuthorizedKey(line)
+	if err != nil {
+		return nil, explain(line, err)
+	}
+	if options != nil {
+		return nil, fmt.Errorf("options are not allowed here: %s", strings.Join(options, ","))
+	}
+	return key, nil
 }
 
 // explain returns why line is not a valid key, given the error

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/ssh"
 )
@@ -156,12 +157,18 @@ func TestParseAuthorizedKeys(t *testing.T) {
 		},
 		{
 			name: "options",
-			data: `no-pty,from="10.0.0.0/8,::1",command="echo a, b" ` + aliceLine + "\n" +
+			data: `from="10.0.0.0/8,::1",expiry-time="20300101Z" ` + aliceLine + "\n" +
 				`expiry-time="20300101" ` + bobLine + "\n",
 			want: []keyLine{
-				{aliceFingerprint, "alice@example.com", []string{"no-pty", `from="10.0.0.0/8,::1"`, `command="echo a, b"`}, 1},
+				{aliceFingerprint, "alice@example.com", []string{`from="10.0.0.0/8,::1"`, `expiry-time="20300101Z"`}, 1},
 				{bobFingerprint, "bob@example.com", []string{`expiry-time="20300101"`}, 2},
 			},
+		},
+		{
+			name:    "unsupported option",
+			data:    aliceLine + "\n" + `from="10.0.0.0/8",command="echo a, b" ` + bobLine + "\n",
+			badLine: 2,
+			errText: `inline:2: not a valid authorized key: unsupported option "command"`,
 		},
 		{
 			name: "no comment",
@@ -222,9 +229,19 @@ func TestLoadAuthorizedKeysFile(t *testing.T) {
 	}
 	checkKeys(t, got, path, []keyLine{
 		{aliceFingerprint, "alice@example.com", nil, 2},
-		{bobFingerprint, "bob@example.com", []string{`from="10.0.0.0/8,192.168.1.1"`, "no-pty", `command="echo hi, there"`}, 5},
+		{bobFingerprint, "bob@example.com", []string{`from="10.0.0.0/8,192.168.1.1"`, `Expiry-Time="20991231235959Z"`}, 5},
 		{carolFingerprint, "carol   laptop", nil, 6},
 	})
+	bob := got[1]
+	if bob.From.String() != "10.0.0.0/8,192.168.1.1" {
+		t.Errorf("bob's From = %q", bob.From)
+	}
+	if want := time.Date(2099, 12, 31, 23, 59, 59, 0, time.UTC); !bob.ExpiresAt.Equal(want) {
+		t.Errorf("bob's ExpiresAt = %v, want %v", bob.ExpiresAt, want)
+	}
+	if got[0].From != nil || !got[0].ExpiresAt.IsZero() {
+		t.Errorf("alice has From %q, ExpiresAt %v; want none", got[0].From, got[0].ExpiresAt)
+	}
 	t.Run("ssh-keygen", func(t *testing.T) {
 		t.Parallel()
 		var fps []string
@@ -248,6 +265,13 @@ func TestLoadAuthorizedKeysFileErrors(t *testing.T) {
 		wantText string // in the error message
 	}{
 		{name: "bad line", path: bad, wantLine: 4, wantText: bad + ":4:"},
+		{
+			name:     "unsupported option",
+			path:     filepath.Join("testdata", "authorized_keys.options"),
+			wantIs:   ErrUnsupportedOption,
+			wantLine: 3,
+			wantText: `authorized_keys.options:3: not a valid authorized key: unsupported option "no-pty"`,
+		},
 		{name: "missing", path: filepath.Join("testdata", "nothing"), wantIs: fs.ErrNotExist, wantText: "nothing"},
 		{name: "directory", path: "testdata", wantText: "testdata"},
 	}
@@ -281,7 +305,7 @@ func TestKeySet(t *testing.T) {
 		t.Fatal(err)
 	}
 	// alice again, with other options: the first line must win.
-	inline, err := ParseAuthorizedKeys([]byte("no-pty "+aliceLine+" again\n"), "inline")
+	inline, err := ParseAuthorizedKeys([]byte(`from="10.0.0.0/8" `+aliceLine+" again\n"), "inline")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -343,6 +367,10 @@ func FuzzParseAuthorizedKeys(f *testing.F) {
 	}
 	f.Add([]byte(`from="a,b",no-pty ` + aliceLine + "\r\n#\n\n"))
 	f.Add([]byte(`"unterminated ` + aliceLine))
+	f.Add([]byte(`from="10.0.0.0/8,!10.1.2.3,2001:db8::/32,192.168.*",expiry-time="20300101" ` + aliceLine + "\n"))
+	f.Add([]byte(`FROM="::ffff:10.0.0.0/104",Expiry-Time="203001021530Z",expiry-time="20300101" ` + bobLine))
+	f.Add([]byte(`from="10.0.0.1/8" ` + aliceLine))
+	f.Add([]byte(`cert-authority,principals="a" ` + aliceLine))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		keys, err := ParseAuthorizedKeys(data, "fuzz")
 		if err != nil {
@@ -361,6 +389,22 @@ func FuzzParseAuthorizedKeys(f *testing.F) {
 			last = k.Line
 			if _, err := ssh.ParsePublicKey(k.Key.Marshal()); err != nil {
 				t.Fatalf("key at line %d does not round-trip: %v", k.Line, err)
+			}
+			// Only from= and expiry-time= load, and each is parsed.
+			var from, expiry bool
+			for _, o := range k.Options {
+				name, _, _ := strings.Cut(o, "=")
+				switch strings.ToLower(name) {
+				case "from":
+					from = true
+				case "expiry-time":
+					expiry = true
+				default:
+					t.Fatalf("key at line %d loaded with option %q", k.Line, o)
+				}
+			}
+			if from != (k.From != nil) || expiry != !k.ExpiresAt.IsZero() {
+				t.Fatalf("key at line %d: options %q give From %q, ExpiresAt %v", k.Line, k.Options, k.From, k.ExpiresAt)
 			}
 		}
 	})

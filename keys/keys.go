@@ -1,5 +1,14 @@
 // Package keys loads and checks SSH keys for the bastion: the authorized_keys
-// files that say who may log in, and the bastion's own host key.
+// files that say who may log in and from where (KeySet, with the from= and
+// expiry-time= options), the CA keys trusted to sign user certificates
+// (CASet), the revoked keys, certificates and CAs (RevocationList), and the
+// bastion's own host key.
+//
+// Every loader fails on the first line it cannot parse or does not support,
+// with a *ParseError naming the file and line, where sshd would skip that
+// line: a typo stops the bastion at start-up instead of locking a user out,
+// and an option the bastion does not enforce cannot let a user in with
+// fewer limits than the line asks for.
 package keys
 
 import "golang.org/x/crypto/ssh"

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,6 +35,12 @@ type User struct {
 	// adds rules limited to some consoles.
 	Allow, Deny []string
 	AllowRules  []bastion.Rule
+	// KeyOptions are authorized_keys options for the user's key, e.g.
+	// `from="10.0.0.0/8"`.
+	KeyOptions string
+	// NoKey gives the user no authorized key (certificates only); a key
+	// pair is still made, for certificates to certify.
+	NoKey bool
 }
 
 func rules(patterns []string) []bastion.Rule {
@@ -50,6 +57,8 @@ func rules(patterns []string) []bastion.Rule {
 type Options struct {
 	Users  []User
 	Groups []bastion.Group
+	// PolicyOptions add CAs and revocations to the policy.
+	PolicyOptions []bastion.PolicyOption
 	// Pool configures the simulated pool; its failed-login delay defaults
 	// to none.
 	Pool xapitest.Options
@@ -73,6 +82,7 @@ type Bastion struct {
 
 	signers    map[string]gossh.Signer
 	identities map[string]string
+	policyOpts []bastion.PolicyOption
 	hostKey    gossh.PublicKey
 }
 
@@ -106,6 +116,7 @@ func Start(t testing.TB, opts Options) *Bastion {
 	for _, u := range opts.Users {
 		b.signers[u.Name], b.identities[u.Name] = newUserKey(t, dir, u.Name)
 	}
+	b.policyOpts = opts.PolicyOptions
 	policy := b.NewPolicy(t, opts.Users, opts.Groups)
 	hostKey, _, err := keys.LoadOrCreateHostKey(filepath.Join(dir, "host_key"))
 	if err != nil {
@@ -180,9 +191,9 @@ func newUserKey(t testing.TB, dir, name string) (gossh.Signer, string) {
 }
 
 // NewPolicy makes a policy for users (who must be among those Start was
-// given, for their keys) and groups, e.g. to reload the server with
-// Server.SetPolicy.
-func (b *Bastion) NewPolicy(t testing.TB, users []User, groups []bastion.Group) *bastion.Policy {
+// given, for their keys) and groups, with Options.PolicyOptions and opts,
+// e.g. to reload the server with Server.SetPolicy.
+func (b *Bastion) NewPolicy(t testing.TB, users []User, groups []bastion.Group, opts ...bastion.PolicyOption) *bastion.Policy {
 	t.Helper()
 	var us []bastion.User
 	for _, u := range users {
@@ -190,13 +201,20 @@ func (b *Bastion) NewPolicy(t testing.TB, users []User, groups []bastion.Group) 
 		if signer == nil {
 			t.Fatalf("bastiontest: user %s has no key", u.Name)
 		}
-		ak := keys.AuthorizedKey{Key: signer.PublicKey(), Source: "test"}
+		var aks []keys.AuthorizedKey
+		if !u.NoKey {
+			line := strings.TrimSpace(u.KeyOptions + " " + string(gossh.MarshalAuthorizedKey(signer.PublicKey())))
+			var err error
+			if aks, err = keys.ParseAuthorizedKeys([]byte(line), "test"); err != nil {
+				t.Fatal(err)
+			}
+		}
 		us = append(us, bastion.User{
-			Name: u.Name, Keys: keys.NewKeySet([]keys.AuthorizedKey{ak}),
+			Name: u.Name, Keys: keys.NewKeySet(aks),
 			Allow: append(rules(u.Allow), u.AllowRules...), Deny: rules(u.Deny),
 		})
 	}
-	policy, err := bastion.NewPolicy(us, groups)
+	policy, err := bastion.NewPolicy(us, groups, append(b.policyOpts, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

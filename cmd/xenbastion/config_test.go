@@ -6,11 +6,13 @@ import (
 	"crypto/rand"
 	"errors"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 	gossh "golang.org/x/crypto/ssh"
@@ -240,7 +242,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{
 			name: "two trust choices",
 			yaml: head + "pools:\n  - {name: lab, url: \"https://xcp\", username: root, password_file: pw, tls: {fingerprints: [\"" + fp + "\"], insecure_skip_verify: true}}\n",
-			want: []string{"pool lab: choose one of tls.fingerprints, tls.ca_file and tls.insecure_skip_verify"},
+			want: []string{"pool lab: choose only one of tls.fingerprints"},
 		},
 		{
 			name: "bad fingerprint",
@@ -393,8 +395,9 @@ func TestPolicy(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if got := policy.User(tt.user).Authorized(tt.key.PublicKey()); got != tt.want {
-				t.Errorf("user %s Authorized = %v, want %v", tt.user, got, tt.want)
+			_, err := policy.Authenticate(tt.user, tt.key.PublicKey(), &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 2222}, time.Now())
+			if got := err == nil; got != tt.want {
+				t.Errorf("user %s Authenticate = %v, want allowed %v", tt.user, err, tt.want)
 			}
 		})
 	}
@@ -430,14 +433,14 @@ func TestPolicyErrors(t *testing.T) {
 			wantLine: 1,
 		},
 		{
-			name: "key options in file",
-			file: line + "\n" + `from="10.0.0.1" ` + line + "\n",
-			want: []string{"user alice: ", "alice.keys line 2: ", `key options (from="10.0.0.1") are not supported`},
+			name: "unsupported option in file",
+			file: line + "\n" + `command="/bin/sh" ` + line + "\n",
+			want: []string{"user alice: ", "alice.keys:2: ", `unsupported option "command"`},
 		},
 		{
-			name: "key options inline",
+			name: "unsupported option inline",
 			keys: []string{`no-pty,from="10.0.0.1" ` + line},
-			want: []string{"user alice: ", "keys[0] line 1: ", `key options (no-pty,from="10.0.0.1") are not supported`},
+			want: []string{"user alice keys[0]:1: ", `unsupported option "no-pty"`},
 		},
 		{
 			name:   "missing file",

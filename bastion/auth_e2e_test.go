@@ -1,0 +1,167 @@
+package bastion_test
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/xenbastion/xenbastion/bastion"
+	"github.com/xenbastion/xenbastion/bastion/bastiontest"
+	"github.com/xenbastion/xenbastion/keys"
+)
+
+func newSigner(t *testing.T) gossh.Signer {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := gossh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// certify signs key's public key as a user certificate; edit changes it
+// before signing.
+func certify(t *testing.T, ca, key gossh.Signer, edit func(*gossh.Certificate)) (*gossh.Certificate, gossh.Signer) {
+	t.Helper()
+	cert := &gossh.Certificate{
+		Key: key.PublicKey(), CertType: gossh.UserCert, KeyId: "test", Serial: 7,
+		ValidPrincipals: []string{"carol"},
+		ValidAfter:      uint64(time.Now().Add(-time.Hour).Unix()),
+		ValidBefore:     uint64(time.Now().Add(time.Hour).Unix()),
+		Permissions:     gossh.Permissions{Extensions: map[string]string{"permit-pty": ""}},
+	}
+	if edit != nil {
+		edit(cert)
+	}
+	if err := cert.SignCert(rand.Reader, ca); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := gossh.NewCertSigner(cert, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cert, signer
+}
+
+// TestCertificatesAndKeyOptions: SSH user certificates from a trusted CA,
+// revocation, and authorized_keys options, as OpenSSH and x/crypto clients
+// meet them.
+func TestCertificatesAndKeyOptions(t *testing.T) {
+	t.Parallel()
+	ca, otherCA, revokedCA := newSigner(t), newSigner(t), newSigner(t)
+	users := []bastiontest.User{
+		{Name: "carol", Allow: []string{"*"}, NoKey: true},
+		{Name: "dave", Allow: []string{"*"}, KeyOptions: `from="10.0.0.0/8,!127.0.0.1"`},
+		{Name: "erin", Allow: []string{"*"}, KeyOptions: `expiry-time="20200101"`},
+		{Name: "frank", Allow: []string{"*"}},
+		{Name: "gina", Allow: []string{"*"}, KeyOptions: `from="127.0.0.0/8"`},
+	}
+	b := bastiontest.Start(t, bastiontest.Options{Users: users,
+		// Many refusals from one address: no blocking here.
+		Configure: func(s *bastion.Server) { s.Limits.AuthFailuresPerMinute = -1 }})
+	revoked, err := keys.ParseRevocationList([]byte(
+		string(gossh.MarshalAuthorizedKey(b.Signer("frank").PublicKey()))+
+			gossh.FingerprintSHA256(revokedCA.PublicKey())+"\n"), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Server.SetPolicy(b.NewPolicy(t, users, nil,
+		bastion.WithUserCAs(keys.NewCASet(ca.PublicKey(), revokedCA.PublicKey())), bastion.WithRevoked(revoked)))
+
+	carolKey := b.Signer("carol")
+	tests := []struct {
+		name   string
+		user   string
+		signer func() gossh.Signer
+		reason string // "" for success; else a substring of auth.failure's reason
+	}{
+		{"certificate", "carol", func() gossh.Signer { _, s := certify(t, ca, carolKey, nil); return s }, ""},
+		{"plain key of a certificate-only user", "carol", func() gossh.Signer { return carolKey }, "key not authorized"},
+		{"expired certificate", "carol", func() gossh.Signer {
+			_, s := certify(t, ca, carolKey, func(c *gossh.Certificate) { c.ValidBefore = uint64(time.Now().Add(-time.Minute).Unix()) })
+			return s
+		}, "expired"},
+		{"certificate not yet valid", "carol", func() gossh.Signer {
+			_, s := certify(t, ca, carolKey, func(c *gossh.Certificate) { c.ValidAfter = uint64(time.Now().Add(time.Hour).Unix()) })
+			return s
+		}, "not yet valid"},
+		{"certificate for another principal", "carol", func() gossh.Signer {
+			_, s := certify(t, ca, carolKey, func(c *gossh.Certificate) { c.ValidPrincipals = []string{"root"} })
+			return s
+		}, `principal "carol" not in the certificate`},
+		{"certificate without principals", "carol", func() gossh.Signer {
+			_, s := certify(t, ca, carolKey, func(c *gossh.Certificate) { c.ValidPrincipals = nil })
+			return s
+		}, "principal"},
+		{"certificate from an untrusted CA", "carol", func() gossh.Signer { _, s := certify(t, otherCA, carolKey, nil); return s }, "untrusted CA"},
+		{"certificate from a revoked CA", "carol", func() gossh.Signer { _, s := certify(t, revokedCA, carolKey, nil); return s }, "key revoked"},
+		{"unknown critical option", "carol", func() gossh.Signer {
+			_, s := certify(t, ca, carolKey, func(c *gossh.Certificate) { c.CriticalOptions = map[string]string{"force-command": "/bin/sh"} })
+			return s
+		}, "unsupported critical option"},
+		{"source-address elsewhere", "carol", func() gossh.Signer {
+			_, s := certify(t, ca, carolKey, func(c *gossh.Certificate) { c.CriticalOptions = map[string]string{"source-address": "10.0.0.0/8"} })
+			return s
+		}, "source-address"},
+		{"source-address here", "carol", func() gossh.Signer {
+			_, s := certify(t, ca, carolKey, func(c *gossh.Certificate) { c.CriticalOptions = map[string]string{"source-address": "127.0.0.0/8"} })
+			return s
+		}, ""},
+		{"key from= elsewhere", "dave", func() gossh.Signer { return b.Signer("dave") }, "not allowed from this address"},
+		{"key from= here", "gina", func() gossh.Signer { return b.Signer("gina") }, ""},
+		{"expired key", "erin", func() gossh.Signer { return b.Signer("erin") }, "expired"},
+		{"revoked key", "frank", func() gossh.Signer { return b.Signer("frank") }, "key revoked"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := dialFromErr(b, "127.0.0.1", tt.user, tt.signer())
+			if tt.reason == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				defer c.Close()
+				if out, err := newSessionOutput(t, c, "list"); err != nil || !strings.Contains(out, "web-1") {
+					t.Errorf("list: %v %q", err, out)
+				}
+				return
+			}
+			if err == nil {
+				c.Close()
+				t.Fatal("accepted")
+			}
+			b.WaitEvent(t, func(ev bastion.Event) bool {
+				return ev.Event == bastion.EventAuthFailure && ev.User == tt.user && strings.Contains(ev.Reason, tt.reason)
+			})
+		})
+	}
+
+	// OpenSSH picks up ID-cert.pub beside the identity file by itself.
+	t.Run("openssh with a certificate", func(t *testing.T) {
+		cert, _ := certify(t, ca, carolKey, nil)
+		if err := os.WriteFile(b.Identity("carol")+"-cert.pub", gossh.MarshalAuthorizedKey(cert), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := runSSH(t, b, "carol", "", nil, "list")
+		if r.code != 0 || !strings.Contains(r.stdout, "web-1") {
+			t.Fatalf("list with a certificate: %+v", r)
+		}
+		// The audit names the certified key, as OpenSSH logs it.
+		b.WaitEvent(t, func(ev bastion.Event) bool {
+			return ev.Event == bastion.EventAuthSuccess && ev.User == "carol" && ev.KeyFingerprint == gossh.FingerprintSHA256(carolKey.PublicKey())
+		})
+		expired, _ := certify(t, ca, carolKey, func(c *gossh.Certificate) { c.ValidBefore = uint64(time.Now().Add(-time.Minute).Unix()) })
+		os.WriteFile(b.Identity("carol")+"-cert.pub", gossh.MarshalAuthorizedKey(expired), 0o644)
+		if r := runSSH(t, b, "carol", "", nil, "list"); r.code != 255 {
+			t.Errorf("an expired certificate got in: %+v", r)
+		}
+	})
+}
