@@ -43,6 +43,9 @@ type Event struct {
 	Via       string `json:"via,omitempty"`      // forward or command
 	Target    string `json:"target,omitempty"`   // console.denied: what was asked for
 
+	XAPIHost    string `json:"xapi_host,omitempty"`   // xapi.tls_mismatch: HOST:PORT
+	Fingerprint string `json:"fingerprint,omitempty"` // xapi.tls_mismatch: the certificate seen
+
 	BytesIn    *int64 `json:"bytes_in,omitempty"`  // console.end: client to VM
 	BytesOut   *int64 `json:"bytes_out,omitempty"` // console.end: VM to client
 	DurationMS *int64 `json:"duration_ms,omitempty"`

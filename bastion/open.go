@@ -60,7 +60,7 @@ func (s *Server) find(ctx context.Context, user string, raw string, proto xapi.P
 		if err != nil {
 			failed++
 			lastErr = err
-			s.log.Error("xapi lookup failed", "pool", p.Name(), "target", raw, "err", err)
+			s.poolError(ctx, p.Name(), "xapi lookup failed", err)
 			continue
 		}
 		for _, vm := range vms {
@@ -72,7 +72,11 @@ func (s *Server) find(ctx context.Context, user string, raw string, proto xapi.P
 		}
 	}
 	if len(allowed) == 0 && failed > 0 {
-		return nil, xapi.VM{}, &denial{msg: "the pool is unavailable, try again later", reason: "pool unavailable", code: gossh.ConnectionFailed, err: lastErr}
+		d := &denial{msg: "the pool is unavailable, try again later", reason: "pool unavailable", code: gossh.ConnectionFailed, err: lastErr}
+		if fe := (*xapi.FingerprintError)(nil); errors.As(lastErr, &fe) {
+			d.msg, d.reason = "the pool's TLS certificate is not trusted", "tls mismatch"
+		}
+		return nil, xapi.VM{}, d
 	}
 	vms := make([]xapi.VM, len(allowed))
 	for i, m := range allowed {
@@ -140,6 +144,7 @@ func (s *Server) open(ctx context.Context, user string, raw string, p xapi.Proto
 		d.msg, d.reason = fmt.Sprintf("the console of VM %s is in use (the pool allows one session per console)", vm.Name), "console busy"
 	case errors.As(err, &fe):
 		d.msg, d.reason = "the console host's TLS certificate is not trusted", "tls mismatch"
+		s.poolError(ctx, pool.Name(), "console host certificate refused", err)
 	case ctx.Err() != nil:
 		d.msg, d.reason = "the pool did not answer in time", "timeout"
 	default:
@@ -157,4 +162,25 @@ func protocolName(p xapi.Protocol) string {
 		return "text (vt100)"
 	}
 	return string(p)
+}
+
+// poolError logs a failed call to a pool. A TLS certificate that is not the
+// one pinned or first seen is also an xapi.tls_mismatch audit event,
+// naming the user whose request met it.
+func (s *Server) poolError(ctx context.Context, pool, what string, err error) {
+	s.log.Error(what, "pool", pool, "err", err)
+	var fe *xapi.FingerprintError
+	if !errors.As(err, &fe) {
+		return
+	}
+	ev := Event{Event: EventTLSMismatch}
+	if st, _ := ctx.Value(connStateKey).(*connState); st != nil {
+		ev = st.event(EventTLSMismatch)
+	}
+	ev.Pool, ev.XAPIHost, ev.Fingerprint = pool, fe.Host, fe.Fingerprint
+	ev.Reason = "certificate is not among the pinned fingerprints"
+	if fe.FirstUse {
+		ev.Reason = "certificate differs from the one recorded on first use"
+	}
+	s.audit(ev, false)
 }

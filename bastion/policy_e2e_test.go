@@ -7,6 +7,7 @@ import (
 	"github.com/xenbastion/xenbastion/bastion"
 	"github.com/xenbastion/xenbastion/bastion/bastiontest"
 	"github.com/xenbastion/xenbastion/xapi"
+	"github.com/xenbastion/xenbastion/xapi/xapitest"
 )
 
 // TestPolicyEndToEnd checks groups, deny rules, console kinds, tags and
@@ -63,5 +64,27 @@ func TestPolicyEndToEnd(t *testing.T) {
 	r = runSSH(t, b, "alice", "", []string{"-W", "[host:host-0]:5900"})
 	if !strings.HasPrefix(r.stdout, "RFB 003.008\n") {
 		t.Errorf("forward to host:host-0: %+v", r)
+	}
+}
+
+// TestTLSMismatch: a console host whose certificate is not the pinned one
+// is refused with a short message, and audited as xapi.tls_mismatch.
+func TestTLSMismatch(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{
+		// Only the master is pinned: web-2 runs on the member.
+		Trust: func(p *xapitest.Pool) xapi.Trust { return xapi.Trust{Fingerprints: []string{p.Master().Fingerprint()}} },
+	})
+	r := runSSH(t, b, "alice", "", nil, "console", "web-2")
+	if r.code != 1 || !strings.Contains(r.stderr, "TLS certificate is not trusted") || strings.Contains(r.stderr, b.Sim.Host(1).Fingerprint()) {
+		t.Errorf("console on the unpinned member: %+v", r)
+	}
+	ev := b.WaitEvent(t, func(ev bastion.Event) bool { return ev.Event == bastion.EventTLSMismatch })
+	if ev.User != "alice" || ev.Fingerprint != b.Sim.Host(1).Fingerprint() || ev.XAPIHost != b.Sim.Host(1).Address() || ev.Pool != "lab" {
+		t.Errorf("xapi.tls_mismatch = %+v", ev)
+	}
+	// The master's VMs still work.
+	if r := runSSH(t, b, "alice", "echo ok\n", nil, "console", "web-1"); r.code != 0 {
+		t.Errorf("console on the pinned master: %+v", r)
 	}
 }

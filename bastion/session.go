@@ -250,7 +250,7 @@ func (s *Server) visibleVMs(ctx context.Context, user string) (entries []ListEnt
 	for _, p := range s.Pools {
 		vms, err := p.VMs(ctx)
 		if err != nil {
-			s.log.Error("xapi list failed", "pool", p.Name(), "err", err)
+			s.poolError(ctx, p.Name(), "xapi list failed", err)
 			failed = append(failed, p.Name())
 			continue
 		}

@@ -30,8 +30,15 @@ type Config struct {
 	URL      string
 	Username string
 	Password string
-	// TLS is the client TLS configuration, usually from [Trust.TLSConfig].
-	// Required.
+	// Trust is how the hosts' certificates are checked; see [Trust].
+	// NewClient builds the TLS configuration from it, and the client
+	// checks every TLS connection, XML-RPC and console alike, knowing which
+	// host it dialled. Either Trust or TLS is required, not both.
+	Trust Trust
+	// TLS, if not nil, is used instead of Trust: a client TLS
+	// configuration such as [Trust.TLSConfig] returns. It cannot do trust
+	// on first use. Its VerifyConnection, if any, runs for every host; a
+	// *FingerprintError it returns gets its Host filled in.
 	TLS *tls.Config
 	// Timeout bounds every XML-RPC call and every console dial. Zero means
 	// 30 seconds.
@@ -53,6 +60,8 @@ type Client struct {
 	http   *http.Client
 	dialer net.Dialer
 	log    *slog.Logger
+	tls    *tls.Config // the base of every connection's configuration; see tlsConfigFor
+	known  *KnownHosts // with TrustOnFirstUse, else nil
 
 	// mu guards master, session and pending.
 	mu      sync.Mutex
@@ -71,11 +80,27 @@ type login struct {
 	err             error
 }
 
-// NewClient checks cfg and returns a client. It does no I/O: the first call
-// logs in.
+// NewClient checks cfg and returns a client. It does no network I/O: the
+// first call logs in.
+//
+// With [Trust.TrustOnFirstUse], NewClient reads the known-hosts file
+// (see [OpenKnownHosts]), and cfg.Name must have no spaces: it is the
+// first field of the file's lines.
 func NewClient(cfg Config) (*Client, error) {
-	if cfg.TLS == nil {
-		return nil, ErrNoTrust
+	base, known := cfg.TLS, (*KnownHosts)(nil)
+	switch {
+	case cfg.TLS != nil && cfg.Trust.choices() > 0:
+		return nil, errors.New("set either Config.Trust or Config.TLS, not both")
+	case cfg.TLS == nil:
+		var err error
+		if base, known, err = cfg.Trust.build(); err != nil {
+			return nil, err
+		}
+		if known != nil {
+			if err := checkPoolName(cfg.Name); err != nil {
+				return nil, fmt.Errorf("tls.trust_on_first_use: %w", err)
+			}
+		}
 	}
 	u, err := url.Parse(cfg.URL)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
@@ -91,13 +116,22 @@ func NewClient(cfg Config) (*Client, error) {
 		cfg:    cfg,
 		log:    cfg.Logger.With("pool", cfg.Name),
 		master: "https://" + u.Host,
+		tls:    base,
+		known:  known,
 	}
 	c.dialer.Timeout = cfg.Timeout
 	c.dialer.KeepAlive = 30 * time.Second
 	c.http = &http.Client{Transport: &http.Transport{
-		DialContext:         c.dialer.DialContext,
-		TLSClientConfig:     cfg.TLS,
-		TLSHandshakeTimeout: cfg.Timeout,
+		// Every XML-RPC connection is checked by dialTLS, for the host
+		// it is to (the transport then ignores TLSClientConfig and
+		// TLSHandshakeTimeout).
+		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			tc, err := c.dialTLS(ctx, addr)
+			if err != nil {
+				return nil, err // not a nil *tls.Conn in a non-nil net.Conn
+			}
+			return tc, nil
+		},
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     90 * time.Second,
 	}}

@@ -87,29 +87,17 @@ func (c *Client) dialLocation(ctx context.Context, vm VM, con Console, session s
 
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	raw, err := c.dialer.DialContext(ctx, "tcp", host)
+	tc, err := c.dialTLS(ctx, host)
 	if err != nil {
-		return nil, err
+		return nil, withContextErr(ctx, err)
 	}
-	tc := tls.Client(raw, c.tlsConfigFor(host))
-	// The deadline covers the handshake, the request and the reply header.
+	// The deadline covers the request and the reply header.
 	if d, ok := ctx.Deadline(); ok {
 		tc.SetDeadline(d)
 	}
 	fail := func(err error) (net.Conn, error) {
 		tc.Close()
-		// The connection's deadline is the context's: whichever fires
-		// first, say it was the deadline.
-		if ctx.Err() != nil || errors.Is(err, os.ErrDeadlineExceeded) {
-			if cerr := ctx.Err(); cerr != nil {
-				return nil, fmt.Errorf("%w (%w)", err, cerr)
-			}
-			return nil, fmt.Errorf("%w (%w)", err, context.DeadlineExceeded)
-		}
-		return nil, err
-	}
-	if err := tc.HandshakeContext(ctx); err != nil {
-		return fail(err)
+		return nil, withContextErr(ctx, err)
 	}
 	q := u.Query()
 	q.Set("session_id", session)
@@ -133,14 +121,21 @@ func (c *Client) dialLocation(ctx context.Context, vm VM, con Console, session s
 	return cc, nil
 }
 
-// tlsConfigFor returns the TLS config for dialling hostport. Go sends SNI
-// only for DNS names; xapi needs no special SNI.
-func (c *Client) tlsConfigFor(hostport string) *tls.Config {
-	cfg := c.cfg.TLS.Clone()
-	if h, _, err := net.SplitHostPort(hostport); err == nil {
-		cfg.ServerName = h
+// withContextErr adds ctx's error to err when ctx is done or err is a
+// deadline: the connection's deadline is the context's, and whichever
+// fires first, the error should say it was the deadline.
+func withContextErr(ctx context.Context, err error) error {
+	cerr := ctx.Err()
+	if cerr == nil && !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
 	}
-	return cfg
+	if cerr == nil {
+		cerr = context.DeadlineExceeded
+	}
+	if errors.Is(err, cerr) {
+		return err
+	}
+	return fmt.Errorf("%w (%w)", err, cerr)
 }
 
 // ReadConnectReply reads the reply to a console CONNECT from br and returns

@@ -20,5 +20,10 @@
 //
 // TLS trust is explicit: see [Trust]. XAPI hosts serve self-signed
 // certificates, so a pool is trusted by pinned SHA-256 fingerprints, by a CA
-// file, or (with a logged warning) not verified at all.
+// file, on first use (each host's fingerprint recorded in a [KnownHosts]
+// file the first time it is reached, and required from then on), or (with
+// a logged warning) not verified at all. Every TLS connection, XML-RPC and
+// console alike, is checked for the host it was dialled to; a certificate
+// that does not match is a *[FingerprintError]. [Client.HostFingerprints]
+// reads every host's fingerprint so that an administrator can pin them.
 package xapi

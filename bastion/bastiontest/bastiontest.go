@@ -64,6 +64,9 @@ type Options struct {
 	Pool xapitest.Options
 	// NoDemoVMs leaves the pool without the demo VMs.
 	NoDemoVMs bool
+	// Trust, if set, returns how the bastion trusts the pool's hosts;
+	// nil pins every host's fingerprint.
+	Trust func(*xapitest.Pool) xapi.Trust
 	// Configure, if set, is called on the server before it starts.
 	Configure func(*bastion.Server)
 }
@@ -123,13 +126,13 @@ func Start(t testing.TB, opts Options) *Bastion {
 		t.Fatal(err)
 	}
 	b.hostKey = hostKey.PublicKey()
-	tlsConf, err := xapi.Trust{Fingerprints: b.Sim.Fingerprints()}.TLSConfig()
-	if err != nil {
-		t.Fatal(err)
+	trust := xapi.Trust{Fingerprints: b.Sim.Fingerprints()}
+	if opts.Trust != nil {
+		trust = opts.Trust(b.Sim)
 	}
 	b.Client, err = xapi.NewClient(xapi.Config{
 		Name: opts.Pool.PoolName, URL: b.Sim.URL(), Username: b.Sim.Username(), Password: b.Sim.Password(),
-		TLS: tlsConf, Timeout: 10 * time.Second,
+		Trust: trust, Timeout: 10 * time.Second,
 	})
 	if err != nil {
 		t.Fatal(err)

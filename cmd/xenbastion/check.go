@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -40,10 +41,27 @@ func check(path, user string, stdout, stderr io.Writer) error {
 	for _, c := range clients {
 		if err := c.Login(ctx); err != nil {
 			fmt.Fprintf(stdout, "pool %s: FAILED: %v\n", c.Name(), err)
+			var fe *xapi.FingerprintError
+			if errors.As(err, &fe) {
+				fmt.Fprintf(stdout, "  host %s presents certificate %s\n", fe.Host, fe.Fingerprint)
+			}
 			down = append(down, c.Name())
 			continue
 		}
 		fmt.Fprintf(stdout, "pool %s: logged in, master %s\n", c.Name(), c.Master())
+		// Each host's certificate, so that an admin can pin them
+		// (tls.fingerprints) instead of trusting them on first use.
+		hosts, err := c.HostFingerprints(ctx)
+		if err != nil {
+			fmt.Fprintf(stdout, "  hosts: %v\n", err)
+		}
+		for _, h := range hosts {
+			if h.Err != nil {
+				fmt.Fprintf(stdout, "  host %s %s: %v\n", h.Name, h.Address, h.Err)
+				continue
+			}
+			fmt.Fprintf(stdout, "  host %s %s %s\n", h.Name, h.Address, h.Fingerprint)
+		}
 		defer c.Close(context.Background())
 		up = append(up, c)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
@@ -267,5 +268,30 @@ func TestCheckUser(t *testing.T) {
 	}
 	if code := run([]string{"check", "--config", writeConfig(t, dir, c), "--user", "nobody"}, &stdout, &stderr); code != 1 {
 		t.Errorf("--user nobody: exit %d, want 1", code)
+	}
+}
+
+// TestCheckFingerprints: check prints every host's certificate fingerprint,
+// so that an admin can pin them; with trust on first use it records the
+// master's.
+func TestCheckFingerprints(t *testing.T) {
+	t.Parallel()
+	p := xapitest.NewTestPool(t, xapitest.Options{PoolName: "lab", AuthFailureDelay: -1})
+	p.AddDemoVMs()
+	dir := t.TempDir()
+	c := labConfig(t, p, dir)
+	c.Pools[0].TLS = TLSConfig{TrustOnFirstUse: true}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"check", "--config", writeConfig(t, dir, c)}, &stdout, &stderr); code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, stdout.String(), stderr.String())
+	}
+	for _, h := range p.Hosts() {
+		if !strings.Contains(stdout.String(), h.Fingerprint()) {
+			t.Errorf("output lacks host %s's fingerprint %s:\n%s", h.Hostname(), h.Fingerprint(), stdout.String())
+		}
+	}
+	known, err := os.ReadFile(filepath.Join(dir, "xapi_known_hosts"))
+	if err != nil || !strings.Contains(string(known), p.Master().Fingerprint()) {
+		t.Errorf("xapi_known_hosts: %v\n%s", err, known)
 	}
 }

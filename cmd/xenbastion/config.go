@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
@@ -42,6 +43,9 @@ type Config struct {
 	// RevokedKeys is a file of public keys, CA keys and SHA256:
 	// fingerprints that are refused. Empty: none.
 	RevokedKeys string `yaml:"revoked_keys"`
+	// XAPIKnownHosts is the state file of tls.trust_on_first_use. Empty:
+	// xapi_known_hosts beside host_key_file.
+	XAPIKnownHosts string `yaml:"xapi_known_hosts"`
 }
 
 // LimitsConfig is bastion.Limits in the file. Absent or zero values take
@@ -105,6 +109,9 @@ type TLSConfig struct {
 	Fingerprints       []string `yaml:"fingerprints"`
 	CAFile             string   `yaml:"ca_file"`
 	InsecureSkipVerify bool     `yaml:"insecure_skip_verify"`
+	// TrustOnFirstUse records each host's certificate fingerprint in
+	// xapi_known_hosts at first contact and refuses a different one later.
+	TrustOnFirstUse bool `yaml:"trust_on_first_use"`
 }
 
 // UserConfig is one user who may log in.
@@ -242,7 +249,7 @@ func (c *Config) check() error {
 		case (p.PasswordFile == "") == (p.PasswordEnv == ""):
 			return fmt.Errorf("pool %s: set exactly one of password_file and password_env", p.Name)
 		}
-		if _, err := p.trust().TLSConfig(); err != nil {
+		if err := p.trust(c.knownHosts()).Validate(); err != nil {
 			return fmt.Errorf("pool %s: %w", p.Name, err)
 		}
 		pools[p.Name] = true
@@ -286,8 +293,19 @@ func checkRulePools(who string, pools map[string]bool, lists ...[]RuleConfig) er
 	return nil
 }
 
-func (p PoolConfig) trust() xapi.Trust {
-	return xapi.Trust{Fingerprints: p.TLS.Fingerprints, CAFile: p.TLS.CAFile, InsecureSkipVerify: p.TLS.InsecureSkipVerify}
+func (p PoolConfig) trust(knownHosts string) xapi.Trust {
+	return xapi.Trust{
+		Fingerprints: p.TLS.Fingerprints, CAFile: p.TLS.CAFile, InsecureSkipVerify: p.TLS.InsecureSkipVerify,
+		TrustOnFirstUse: p.TLS.TrustOnFirstUse, KnownHostsFile: knownHosts,
+	}
+}
+
+// knownHosts is the trust-on-first-use state file.
+func (c *Config) knownHosts() string {
+	if c.XAPIKnownHosts != "" {
+		return c.XAPIKnownHosts
+	}
+	return filepath.Join(filepath.Dir(c.HostKeyFile), "xapi_known_hosts")
 }
 
 // password reads the pool's password from its file or environment variable.

@@ -63,11 +63,10 @@ func demo(ctx context.Context, listen, dir string, stdout, stderr io.Writer) err
 	defer sim.Close()
 	// The bastion trusts the simulated hosts by their pinned fingerprints,
 	// as a production configuration should.
-	tlsConf, err := xapi.Trust{Fingerprints: sim.Fingerprints()}.TLSConfig()
-	if err != nil {
-		return err
-	}
-	pool, err := xapi.NewClient(xapi.Config{Name: "demo", URL: sim.URL(), Username: sim.Username(), Password: sim.Password(), TLS: tlsConf, Logger: log})
+	pool, err := xapi.NewClient(xapi.Config{
+		Name: "demo", URL: sim.URL(), Username: sim.Username(), Password: sim.Password(),
+		Trust: xapi.Trust{Fingerprints: sim.Fingerprints()}, Logger: log,
+	})
 	if err != nil {
 		return err
 	}

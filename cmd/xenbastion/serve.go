@@ -22,10 +22,6 @@ import (
 func (c *Config) openPools(log *slog.Logger) ([]*xapi.Client, error) {
 	clients := make([]*xapi.Client, 0, len(c.Pools))
 	for _, p := range c.Pools {
-		tlsConf, err := p.trust().TLSConfig()
-		if err != nil {
-			return nil, fmt.Errorf("pool %s: %w", p.Name, err)
-		}
 		if p.TLS.InsecureSkipVerify {
 			log.Warn("TLS certificates of this pool are NOT verified (insecure_skip_verify); pin them with tls.fingerprints", "pool", p.Name)
 		}
@@ -35,7 +31,7 @@ func (c *Config) openPools(log *slog.Logger) ([]*xapi.Client, error) {
 		}
 		cl, err := xapi.NewClient(xapi.Config{
 			Name: p.Name, URL: p.URL, Username: p.Username, Password: pw,
-			TLS: tlsConf, Logger: log,
+			Trust: p.trust(c.knownHosts()), Logger: log,
 		})
 		if err != nil {
 			return nil, fmt.Errorf("pool %s: %w", p.Name, err)
