@@ -148,12 +148,12 @@ func ReadConnectReply(br *bufio.Reader) error {
 		return fmt.Errorf("reading CONNECT reply: %w", err)
 	}
 	proto, status, ok := strings.Cut(line, " ")
-	if !ok || !strings.HasPrefix(proto, "HTTP/1.") {
+	if !ok || (proto != "HTTP/1.0" && proto != "HTTP/1.1") {
 		return fmt.Errorf("CONNECT reply is not HTTP: %q", truncate(line, 64))
 	}
 	codeStr, _, _ := strings.Cut(status, " ")
 	code, err := strconv.Atoi(codeStr)
-	if err != nil || len(codeStr) != 3 {
+	if err != nil || len(codeStr) != 3 || code < 100 {
 		return fmt.Errorf("CONNECT reply has a bad status line: %q", truncate(line, 64))
 	}
 	// Headers: read and drop them up to the blank line. The header block,

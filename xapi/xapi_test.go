@@ -94,6 +94,8 @@ func TestReadConnectReply(t *testing.T) {
 		{name: "not http", reply: "RFB 003.008\n", bad: true},
 		{name: "truncated", reply: "HTTP/1.1 200 OK\r\nConnection: keep", bad: true},
 		{name: "bad status", reply: "HTTP/1.1 2000 OK\r\n\r\n", bad: true},
+		{name: "status 000", reply: "HTTP/1. 000 \n\n", bad: true},
+		{name: "HTTP/2", reply: "HTTP/2 200 OK\r\n\r\n", bad: true},
 		{name: "empty", reply: "", bad: true},
 		{name: "header too long", reply: "HTTP/1.1 200 OK\r\nX: " + strings.Repeat("a", 9000) + "\r\n\r\n", bad: true},
 	}
@@ -130,11 +132,11 @@ func FuzzReadConnectReply(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		br := bufio.NewReaderSize(strings.NewReader(string(data)), 4096)
 		err := ReadConnectReply(br)
-		if err == nil && !strings.HasPrefix(string(data), "HTTP/1.") {
+		if err == nil && !strings.HasPrefix(string(data), "HTTP/1.0 200") && !strings.HasPrefix(string(data), "HTTP/1.1 200") {
 			t.Fatalf("accepted %q", data)
 		}
 		var ce *ConnectError
-		if errors.As(err, &ce) && (ce.StatusCode < 100 || ce.StatusCode > 999) {
+		if errors.As(err, &ce) && (ce.StatusCode < 100 || ce.StatusCode > 999 || ce.StatusCode == 200) {
 			t.Fatalf("status %d from %q", ce.StatusCode, data)
 		}
 	})
