@@ -2,6 +2,7 @@ package xapi
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -45,6 +46,10 @@ type Config struct {
 	Timeout time.Duration
 	// Logger receives the client's diagnostics. Nil discards them.
 	Logger *slog.Logger
+	// CacheTTL is how long VM lookups are reused (console records are kept
+	// until a dial finds them stale). Zero means 10 s; negative turns the
+	// cache off.
+	CacheTTL time.Duration
 }
 
 // maxReply bounds an XML-RPC reply body; get_all_records of a large pool is
@@ -71,6 +76,9 @@ type Client struct {
 	// session wait for it instead of each logging in (a failed login
 	// costs xapi's 5 s delay and may count towards a lock-out).
 	pending *login
+
+	// cache holds lookups and console records for warm opens.
+	cache *lookupCache
 }
 
 // login is one login attempt that several callers may wait for.
@@ -118,6 +126,7 @@ func NewClient(cfg Config) (*Client, error) {
 		master: "https://" + u.Host,
 		tls:    base,
 		known:  known,
+		cache:  newLookupCache(cmp.Or(cfg.CacheTTL, defaultCacheTTL)),
 	}
 	c.dialer.Timeout = cfg.Timeout
 	c.dialer.KeepAlive = 30 * time.Second

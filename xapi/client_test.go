@@ -1552,7 +1552,8 @@ func newFakeClient(t *testing.T, srv *httptest.Server, opts ...func(*Config)) *C
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := Config{Name: "fake", URL: srv.URL, Username: "root", Password: "pw", TLS: tlsConf, Timeout: 5 * time.Second}
+	// No cache: each call must reach the fake server.
+	cfg := Config{Name: "fake", URL: srv.URL, Username: "root", Password: "pw", TLS: tlsConf, Timeout: 5 * time.Second, CacheTTL: -1}
 	for _, o := range opts {
 		o(&cfg)
 	}

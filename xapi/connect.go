@@ -36,10 +36,28 @@ func (c *Client) DialConsole(ctx context.Context, vm VM, p Protocol) (net.Conn, 
 		// again and retry once.
 		conn, err = c.dialSession(ctx, vm, con)
 	}
+	if stale(err) && ctx.Err() == nil {
+		// The VM may have stopped, rebooted or moved since its records
+		// were read (or cached): read them again and retry once.
+		if vm, err = c.refresh(ctx, vm); err == nil {
+			if vm, con, err = c.console(ctx, vm, p); err == nil {
+				conn, err = c.dialSession(ctx, vm, con)
+			}
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("xapi: open %s console of %s: %w", p, vm.Name, err)
 	}
 	return conn, nil
+}
+
+// stale reports whether a dial error may come from out-of-date records: the
+// host says the VM or console is not there (404, 500), or the host itself
+// is gone.
+func stale(err error) bool {
+	var ce *ConnectError
+	var oe *net.OpError
+	return errors.As(err, &ce) && (ce.StatusCode == 404 || ce.StatusCode == 500) || errors.As(err, &oe) && oe.Op == "dial"
 }
 
 // dialSession dials the console with the current session, and drops that

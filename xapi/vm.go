@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Protocol is a console protocol.
@@ -180,8 +181,21 @@ func IsUUID(s string) bool { return uuidRE.MatchString(s) }
 // FindVMs returns the guest VMs whose UUID is target (when target is a
 // UUID) or whose name label is target. Templates, snapshots and control
 // domains are left out. No match is an empty slice, not an error. Console
-// locations are not read: use [Client.Console] for that.
+// locations are not read: use [Client.Console] for that. Results are reused
+// for Config.CacheTTL.
 func (c *Client) FindVMs(ctx context.Context, target string) ([]VM, error) {
+	now := time.Now()
+	if vms, ok := c.cache.find(target, now); ok {
+		return vms, nil
+	}
+	vms, err := c.findVMs(ctx, target)
+	if err == nil {
+		c.cache.putFind(target, vms, now)
+	}
+	return vms, err
+}
+
+func (c *Client) findVMs(ctx context.Context, target string) ([]VM, error) {
 	var refs []string
 	if IsUUID(target) {
 		var ref string
@@ -290,6 +304,12 @@ func (c *Client) console(ctx context.Context, vm VM, p Protocol) (VM, Console, e
 		}
 		stale := false
 		for _, ref := range refs {
+			if con, ok := c.cache.console(ref); ok {
+				if con.Protocol == p {
+					return vm, con, nil
+				}
+				continue
+			}
 			var r consoleRecord
 			err := call(ctx, c, "console.get_record", &r, ref)
 			if IsCode(err, CodeHandleInvalid) {
@@ -299,23 +319,37 @@ func (c *Client) console(ctx context.Context, vm VM, p Protocol) (VM, Console, e
 			if err != nil {
 				return vm, Console{}, err
 			}
-			if Protocol(r.Protocol) == p {
-				return vm, consoleFromRecord(ref, &r), nil
+			con := consoleFromRecord(ref, &r)
+			if con.Location != "" {
+				c.cache.putConsole(con)
+			}
+			if con.Protocol == p {
+				return vm, con, nil
 			}
 		}
 		if !stale || fresh {
 			return vm, Console{}, fmt.Errorf("%s has no %s console: %w", vm.Name, p, ErrNoConsole)
 		}
-		var r vmRecord
-		err := call(ctx, c, "VM.get_record", &r, vm.Ref)
-		if IsCode(err, CodeHandleInvalid) {
-			return vm, Console{}, fmt.Errorf("%s: %w", vm.Name, ErrNotFound)
-		}
-		if err != nil {
+		var err error
+		if vm, err = c.refresh(ctx, vm); err != nil {
 			return vm, Console{}, err
 		}
-		host := vm.Host
-		vm = c.vmFromRecord(vm.Ref, &r)
-		vm.Host = host
 	}
+}
+
+// refresh forgets what is cached about vm and reads its record again.
+func (c *Client) refresh(ctx context.Context, vm VM) (VM, error) {
+	c.cache.forget(vm)
+	var r vmRecord
+	err := call(ctx, c, "VM.get_record", &r, vm.Ref)
+	if IsCode(err, CodeHandleInvalid) {
+		return vm, fmt.Errorf("%s: %w", vm.Name, ErrNotFound)
+	}
+	if err != nil {
+		return vm, err
+	}
+	host := vm.Host
+	vm = c.vmFromRecord(vm.Ref, &r)
+	vm.Host = host
+	return vm, nil
 }
