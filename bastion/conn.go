@@ -3,6 +3,7 @@ package bastion
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -100,6 +101,10 @@ type trackedConn struct {
 	deadline time.Time   // of the handshake; zero if none
 	authDone atomic.Bool // authenticated: the handshake deadline is lifted
 	once     sync.Once
+
+	// Guarded by srv.count.mu:
+	slot   string // the user whose connection slot this holds, once verified
+	authed bool   // authenticated: counted in srv.count.conns, not unauth
 }
 
 // SetDeadline keeps the handshake deadline until the connection has
@@ -112,21 +117,60 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 	return c.Conn.SetDeadline(t)
 }
 
+// reserve takes one of user's connection slots, if the user is under the
+// limit; false if not. Taking the slot when the key is verified, not when
+// the login completes, keeps concurrent logins from passing the limit
+// together.
+func (c *trackedConn) reserve(user string) bool {
+	cnt, max := &c.srv.count, c.srv.limits.MaxConnectionsPerUser
+	cnt.mu.Lock()
+	defer cnt.mu.Unlock()
+	if cnt.userConns == nil {
+		cnt.userConns = map[string]int{}
+	}
+	if c.slot == user {
+		return true
+	}
+	if c.slot != "" {
+		c.releaseLocked()
+	}
+	if max > 0 && cnt.userConns[user] >= max {
+		return false
+	}
+	cnt.userConns[user]++
+	c.slot = user
+	return true
+}
+
+// releaseLocked gives back the connection slot. count.mu must be held.
+func (c *trackedConn) releaseLocked() {
+	cnt := &c.srv.count
+	if c.slot == "" {
+		return
+	}
+	if cnt.userConns[c.slot]--; cnt.userConns[c.slot] <= 0 {
+		delete(cnt.userConns, c.slot)
+	}
+	c.slot = ""
+}
+
 // authenticated is called once the connection has authenticated: it lifts
 // the handshake deadline and moves the connection from the unauthenticated
-// count to its user's.
-func (c *trackedConn) authenticated(user string) {
+// count to the authenticated ones.
+func (c *trackedConn) authenticated() {
 	c.authDone.Store(true)
 	c.Conn.SetDeadline(time.Time{})
 	cnt := &c.srv.count
 	cnt.mu.Lock()
 	defer cnt.mu.Unlock()
+	if c.authed {
+		return
+	}
+	c.authed = true
 	cnt.unauth--
-	if cnt.userConns == nil {
-		cnt.userConns = map[string]int{}
+	if cnt.conns == nil {
 		cnt.conns = map[*trackedConn]struct{}{}
 	}
-	cnt.userConns[user]++
 	cnt.conns[c] = struct{}{}
 }
 
@@ -139,15 +183,10 @@ func (c *trackedConn) Close() error {
 // connection that ends without having authenticated.
 func (c *trackedConn) account() {
 	s, st := c.srv, c.st
-	st.mu.Lock()
-	ok, user, reason := st.authenticated, st.user, st.failure
-	st.mu.Unlock()
 	s.count.mu.Lock()
+	ok := c.authed
+	c.releaseLocked()
 	if ok {
-		s.count.userConns[user]--
-		if s.count.userConns[user] <= 0 {
-			delete(s.count.userConns, user)
-		}
 		delete(s.count.conns, c)
 	} else {
 		s.count.unauth--
@@ -156,6 +195,9 @@ func (c *trackedConn) account() {
 	if ok {
 		return
 	}
+	st.mu.Lock()
+	user, reason := st.user, st.failure
+	st.mu.Unlock()
 	now := time.Now()
 	timedOut := !c.deadline.IsZero() && !now.Before(c.deadline)
 	if timedOut {
@@ -181,21 +223,36 @@ func (c *trackedConn) account() {
 
 // serverConfig is gliderlabs' ServerConfigCallback: the base x/crypto
 // config of one connection.
+//
+// The decision is made in VerifiedPublicKeyCallback, which x/crypto calls
+// with the login name of the request whose signature it checked. The
+// PublicKeyHandler only answers the client's queries ("would this key
+// do?"), and sees the login name of the connection's first request: SSH
+// lets a client change the name between requests, so deciding there would
+// let one user's key log in as another.
 func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
-	st := stateOf(ctx)
+	return s.authConfig(stateOf(ctx))
+}
+
+// authConfig is the x/crypto config of the connection st.
+func (s *Server) authConfig(st *connState) *gossh.ServerConfig {
 	return &gossh.ServerConfig{
 		MaxAuthTries: 6,
-		// Runs only for the key whose signature was checked, so the
-		// recorded key is the one that authenticated.
-		VerifiedPublicKeyCallback: func(_ gossh.ConnMetadata, key gossh.PublicKey, perms *gossh.Permissions, _ string) (*gossh.Permissions, error) {
+		VerifiedPublicKeyCallback: func(cm gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
+			user := cm.User()
+			perms, err := s.authorize(st, user, key)
 			st.mu.Lock()
-			st.key = keyFingerprint(key)
-			st.pubKey = key
+			st.user, st.key = user, keyFingerprint(key)
+			if err != nil {
+				st.failure = err.Error()
+			} else {
+				st.pubKey = key
+			}
 			st.mu.Unlock()
-			return perms, nil
+			return perms, err
 		},
-		// Called with the final result of every attempt, after the
-		// signature is checked: the place to record a success.
+		// Called with the final result of every attempt: the place to
+		// record a success.
 		AuthLogCallback: func(cm gossh.ConnMetadata, method string, err error) {
 			st.mu.Lock()
 			st.user = cm.User()
@@ -212,7 +269,7 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 			if !ok {
 				return
 			}
-			st.conn.authenticated(cm.User())
+			st.conn.authenticated()
 			ev := st.event(EventAuthSuccess)
 			s.audit(ev, false)
 			s.log.Info("authenticated", "conn", st.id, "user", ev.User, "remote", ev.RemoteAddr, "key", ev.KeyFingerprint)
@@ -220,37 +277,36 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 	}
 }
 
-// authPublicKey is gliderlabs' PublicKeyHandler: Policy.Authenticate
-// decides, and the user must be under their connection limit.
+// authorize decides a verified key for user: Policy.Authenticate, the
+// server not closing, and a free connection slot for the user.
+func (s *Server) authorize(st *connState, user string, key gossh.PublicKey) (*gossh.Permissions, error) {
+	perms, err := s.currentPolicy().Authenticate(user, key, st.conn.RemoteAddr(), time.Now())
+	switch {
+	case err != nil:
+		return nil, err
+	case s.isClosing():
+		return nil, errors.New("server shutting down")
+	case !st.conn.reserve(user):
+		return nil, fmt.Errorf("too many connections (limit %d)", s.limits.MaxConnectionsPerUser)
+	}
+	return perms, nil
+}
+
+// authPublicKey is gliderlabs' PublicKeyHandler. It answers queries early
+// (Policy.Authenticate for the login name gliderlabs knows) so clients try
+// their next key; VerifiedPublicKeyCallback makes the decision.
 func (s *Server) authPublicKey(ctx gliderssh.Context, key gliderssh.PublicKey) bool {
 	st := stateOf(ctx)
 	user := ctx.User()
-	perms, err := s.currentPolicy().Authenticate(user, key, ctx.RemoteAddr(), time.Now())
-	failure := ""
-	switch {
-	case err != nil:
-		failure = err.Error()
-	case s.limits.MaxConnectionsPerUser > 0 && s.userConns(user) >= s.limits.MaxConnectionsPerUser:
-		failure = fmt.Sprintf("too many connections (limit %d)", s.limits.MaxConnectionsPerUser)
-	default:
-		// x/crypto enforces a certificate's source-address again from these.
-		ctx.Permissions().CriticalOptions = perms.CriticalOptions
-		ctx.Permissions().Extensions = perms.Extensions
-	}
+	_, err := s.currentPolicy().Authenticate(user, key, ctx.RemoteAddr(), time.Now())
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.user = user
 	st.key = keyFingerprint(key)
-	if failure != "" {
-		st.failure = failure
+	if err != nil {
+		st.failure = err.Error()
 	}
-	return failure == ""
-}
-
-func (s *Server) userConns(user string) int {
-	s.count.mu.Lock()
-	defer s.count.mu.Unlock()
-	return s.count.userConns[user]
+	return err == nil
 }
 
 // audit writes ev, logging a failure. It returns the error so that callers

@@ -56,7 +56,7 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, new
 		})
 		return
 	}
-	vm, conn, dn := s.open(ctx, ctx.User(), target, xapi.RFB)
+	vm, conn, dn := s.open(ctx, st.userName(), target, xapi.RFB)
 	if dn != nil {
 		deny(dn)
 		return

@@ -283,3 +283,9 @@ func (s *Server) enter() bool {
 	s.handlers.Add(1)
 	return true
 }
+
+func (s *Server) isClosing() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.closing
+}

@@ -67,11 +67,12 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	defer s.recoverPanic("session")
 
 	_, _, isPty := sess.Pty()
+	st := stateOf(sess.Context())
 	ss := &session{
 		srv:  s,
 		sess: sess,
-		st:   stateOf(sess.Context()),
-		user: sess.User(),
+		st:   st,
+		user: st.userName(), // the verified login name
 		pty:  isPty,
 		out:  sess,
 		raw:  rawChannel(sess),
@@ -152,7 +153,7 @@ func (ss *session) prompt() int {
 		io.Reader
 		io.Writer
 	}{ss.in, ss.raw}, "xenbastion> ")
-	fmt.Fprintf(t, "Welcome, %s. Type \"help\" for the commands, \"exit\" to leave.\n", ss.sess.User())
+	fmt.Fprintf(t, "Welcome, %s. Type \"help\" for the commands, \"exit\" to leave.\n", ss.user)
 	for {
 		line, err := t.ReadLine()
 		if err != nil {
