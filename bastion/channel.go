@@ -17,6 +17,12 @@ var refusedSessionRequests = map[string]bool{
 // handleSessionChannel is the "session" channel handler: gliderlabs'
 // default, with the requests it would wrongly accept refused.
 func (s *Server) handleSessionChannel(srv *gliderssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, ctx gliderssh.Context) {
+	done, ok := s.openChannel(stateOf(ctx))
+	if !ok {
+		newChan.Reject(gossh.ResourceShortage, "too many channels on this connection")
+		return
+	}
+	defer done()
 	gliderssh.DefaultSessionHandler(srv, conn, filteredChannel{newChan}, ctx)
 }
 

@@ -26,6 +26,8 @@ type connState struct {
 	ip     netip.Addr
 	conn   *trackedConn
 
+	channels atomic.Int32 // open channels, for Limits.MaxChannelsPerConnection
+
 	mu            sync.Mutex // guards the fields below
 	user          string     // login name asked for
 	key           string     // fingerprint of the last key offered, or of the key that authenticated
@@ -37,7 +39,8 @@ type connState struct {
 func (st *connState) event(name string) Event {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	return Event{Event: name, ConnID: st.id, User: st.user, KeyFingerprint: st.key, RemoteAddr: st.remote}
+	// Before authentication the login name is whatever the client sent.
+	return Event{Event: name, ConnID: st.id, User: truncate(st.user, maxAuditTarget), KeyFingerprint: st.key, RemoteAddr: st.remote}
 }
 
 // authKey returns the key the connection authenticated with.
@@ -82,7 +85,16 @@ func (s *Server) trackConn(ctx gliderssh.Context, c net.Conn) net.Conn {
 		s.log.Warn("refused connection: too many unauthenticated connections", "remote", st.remote, "limit", max)
 		return nil
 	}
+	if max := s.limits.MaxUnauthenticatedPerSource; max > 0 && s.count.unauthBy[st.ip] >= max {
+		s.count.mu.Unlock()
+		s.log.Warn("refused connection: too many unauthenticated connections from this source", "remote", st.remote, "limit", max)
+		return nil
+	}
+	if s.count.unauthBy == nil {
+		s.count.unauthBy = map[netip.Addr]int{}
+	}
 	s.count.unauth++
+	s.count.unauthBy[st.ip]++
 	s.count.mu.Unlock()
 	tc := &trackedConn{Conn: c, srv: s, st: st}
 	st.conn = tc
@@ -105,6 +117,19 @@ type trackedConn struct {
 	// Guarded by srv.count.mu:
 	slot   string // the user whose connection slot this holds, once verified
 	authed bool   // authenticated: counted in srv.count.conns, not unauth
+}
+
+// unauthenticatedGone uncounts an unauthenticated connection from ip.
+// c.mu must be held.
+func (c *counters) unauthenticatedGone(ip netip.Addr) {
+	c.unauth--
+	if n, ok := c.unauthBy[ip]; ok {
+		if n <= 1 {
+			delete(c.unauthBy, ip)
+		} else {
+			c.unauthBy[ip] = n - 1
+		}
+	}
 }
 
 // SetDeadline keeps the handshake deadline until the connection has
@@ -167,7 +192,7 @@ func (c *trackedConn) authenticated() {
 		return
 	}
 	c.authed = true
-	cnt.unauth--
+	cnt.unauthenticatedGone(c.st.ip)
 	if cnt.conns == nil {
 		cnt.conns = map[*trackedConn]struct{}{}
 	}
@@ -189,7 +214,7 @@ func (c *trackedConn) account() {
 	if ok {
 		delete(s.count.conns, c)
 	} else {
-		s.count.unauth--
+		s.count.unauthenticatedGone(st.ip)
 	}
 	s.count.mu.Unlock()
 	if ok {
@@ -317,4 +342,17 @@ func (s *Server) audit(ev Event, sync bool) error {
 		s.log.Error("audit write failed", "err", err, "event", ev.Event, "conn", ev.ConnID)
 	}
 	return err
+}
+
+// openChannel counts a new channel of the connection; false if it is over
+// the limit (the caller refuses the channel). Call the returned func when
+// the channel ends.
+func (s *Server) openChannel(st *connState) (done func(), ok bool) {
+	n := st.channels.Add(1)
+	if max := s.limits.MaxChannelsPerConnection; max > 0 && int(n) > max {
+		st.channels.Add(-1)
+		s.log.Warn("refused a channel: too many on one connection", "conn", st.id, "limit", max)
+		return nil, false
+	}
+	return func() { st.channels.Add(-1) }, true
 }

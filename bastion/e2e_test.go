@@ -132,7 +132,8 @@ func TestCommandErrors(t *testing.T) {
 func TestConsoleNoPTY(t *testing.T) {
 	t.Parallel()
 	b := bastiontest.Start(t, bastiontest.Options{})
-	for _, vm := range []string{"web-1", "web-2" /* on a member host */, "lab/web-1"} {
+	b.Sim.AddVM(xapitest.VMSpec{Name: "build box", Host: 1})
+	for _, vm := range []string{"web-1", "web-2" /* on a member host */, "lab/web-1", "build box", `"build box"`} {
 		t.Run(vm, func(t *testing.T) {
 			r := runSSH(t, b, "alice", "echo hello\n", nil, "console", vm)
 			if r.code != 0 {

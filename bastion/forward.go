@@ -32,6 +32,12 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, new
 	defer s.recoverPanic("forward")
 
 	st := stateOf(ctx)
+	done, ok := s.openChannel(st)
+	if !ok {
+		newChan.Reject(gossh.ResourceShortage, "too many channels on this connection")
+		return
+	}
+	defer done()
 	var d directTCPIP
 	if err := gossh.Unmarshal(newChan.ExtraData(), &d); err != nil {
 		newChan.Reject(gossh.ConnectionFailed, "malformed direct-tcpip request")
@@ -39,13 +45,7 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, new
 	}
 	target := d.DestAddr
 	deny := func(dn *denial) {
-		ev := st.event(EventConsoleDenied)
-		ev.Target, ev.Reason, ev.Protocol, ev.Via = target, dn.reason, string(xapi.RFB), "forward"
-		if dn.vm != nil {
-			ev.Pool, ev.VM, ev.VMUUID = dn.vm.Pool, dn.vm.Name, dn.vm.UUID
-		}
-		s.audit(ev, false)
-		s.log.Info("forward refused", "conn", st.id, "user", ev.User, "target", target, "port", d.DestPort, "reason", dn.reason, "err", dn.err)
+		s.refuse(st, target, xapi.RFB, "forward", dn)
 		newChan.Reject(dn.code, dn.msg)
 	}
 	if d.DestPort != VNCPort {
@@ -61,21 +61,20 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, new
 		deny(dn)
 		return
 	}
-	defer conn.Close()
 	cs, err := s.begin(ctx, st, vm, xapi.RFB, "forward")
 	if err != nil {
-		newChan.Reject(gossh.ConnectionFailed, "the bastion cannot write its audit log")
+		conn.Close()
+		newChan.Reject(gossh.ConnectionFailed, beginFailure(err))
 		return
 	}
 	ch, reqs, err := newChan.Accept()
 	if err != nil {
+		conn.Close()
 		cs.end(EndDisconnected)
 		return
 	}
 	go gossh.DiscardRequests(reqs)
-	reason := cs.relay(ch, channelReader{ch}, conn, forwardMode)
-	ch.Close()
-	cs.end(reason)
+	cs.run(ch, channelReader{ch}, conn, forwardMode)
 }
 
 // recoverPanic logs a handler's panic instead of crashing the server: one

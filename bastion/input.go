@@ -10,6 +10,7 @@ import (
 // waiting for it (a console ends, and the prompt reads the next line)
 // without losing what was typed.
 type input struct {
+	ctx    context.Context // ends Read: the session's, or the server's shutdown
 	chunks chan []byte
 	done   chan struct{} // closed when the pump ends
 	stop   chan struct{} // closed by Close: nobody reads any more
@@ -20,8 +21,8 @@ type input struct {
 	err     error      // why the pump ended
 }
 
-func newInput(r io.Reader) *input {
-	in := &input{chunks: make(chan []byte), done: make(chan struct{}), stop: make(chan struct{})}
+func newInput(ctx context.Context, r io.Reader) *input {
+	in := &input{ctx: ctx, chunks: make(chan []byte), done: make(chan struct{}), stop: make(chan struct{})}
 	go func() {
 		defer close(in.done)
 		for {
@@ -74,9 +75,10 @@ func (in *input) ReadContext(ctx context.Context, p []byte) (int, error) {
 	}
 }
 
-// Read implements io.Reader for the prompt's line editor.
+// Read implements io.Reader for the prompt's line editor; it gives up
+// when the input's context ends.
 func (in *input) Read(p []byte) (int, error) {
-	return in.ReadContext(context.Background(), p)
+	return in.ReadContext(in.ctx, p)
 }
 
 // Close lets the pump end once the session's channel closes, even if it

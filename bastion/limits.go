@@ -19,6 +19,12 @@ type Limits struct {
 	// MaxUnauthenticated caps connections that have not authenticated
 	// yet; more are closed at once. Zero: 64.
 	MaxUnauthenticated int
+	// MaxUnauthenticatedPerSource caps them per source IP, so one source
+	// cannot take every slot. Zero: 16.
+	MaxUnauthenticatedPerSource int
+	// MaxChannelsPerConnection caps the open channels (sessions and
+	// forwards) of one connection. Zero: 32.
+	MaxChannelsPerConnection int
 	// AuthFailuresPerMinute is how many failed logins a source IP may
 	// make in a minute (as a burst, refilled at that rate); past it the
 	// source is blocked for AuthBlock. Zero: 10.
@@ -59,6 +65,8 @@ func (l Limits) withDefaults() Limits {
 	}
 	dur(&l.HandshakeTimeout, 20*time.Second)
 	num(&l.MaxUnauthenticated, 64)
+	num(&l.MaxUnauthenticatedPerSource, 16)
+	num(&l.MaxChannelsPerConnection, 32)
 	num(&l.AuthFailuresPerMinute, 10)
 	dur(&l.AuthBlock, 5*time.Minute)
 	num(&l.MaxConnectionsPerUser, 10)
@@ -72,6 +80,7 @@ func (l Limits) withDefaults() Limits {
 type counters struct {
 	mu           sync.Mutex // guards everything below
 	unauth       int
+	unauthBy     map[netip.Addr]int // unauthenticated connections per source
 	userConns    map[string]int
 	userConsoles map[string]int
 	sources      map[netip.Addr]*source

@@ -179,3 +179,58 @@ func TestLimits(t *testing.T) {
 		}
 	})
 }
+
+// TestStalledClient: a client that stops reading its console's output
+// still has its session ended by the limits, with a console.end record.
+func TestStalledClient(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{Configure: func(s *bastion.Server) { s.Limits.MaxSessionDuration = time.Second }})
+	c := b.Dial(t, "alice")
+	conn, err := c.Dial("tcp", "web-1:5900")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// Ask for full frame updates and never read them: the bastion's
+	// writes block once the SSH window is full.
+	io.ReadFull(conn, make([]byte, 12))
+	conn.Write([]byte("RFB 003.008\n"))
+	conn.Write([]byte{1, 1}) // security None, then shared ClientInit
+	req := []byte{3, 0, 0, 0, 0, 0, 640 >> 8, 640 & 0xff, 480 >> 8, 480 & 0xff}
+	for range 20 {
+		conn.Write(req)
+	}
+	b.WaitEvent(t, func(ev bastion.Event) bool {
+		return ev.Event == bastion.EventConsoleEnd && ev.Reason == bastion.EndMaxDuration
+	})
+}
+
+// TestStalledCommandClient: the same for a console command whose client
+// stops reading: closing a session channel locally does not wake a write
+// blocked on SSH flow control, so the bastion closes the connection.
+func TestStalledCommandClient(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{Configure: func(s *bastion.Server) { s.Limits.MaxSessionDuration = 2 * time.Second }})
+	c := b.Dial(t, "alice")
+	sess, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	stdin, _ := sess.StdinPipe()
+	sess.StdoutPipe() // never read
+	if err := sess.Start("console web-1"); err != nil {
+		t.Fatal(err)
+	}
+	go func() { // the guest echoes every byte: megabytes of output nobody reads
+		chunk := []byte(strings.Repeat("x", 32<<10))
+		for range 200 {
+			if _, err := stdin.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	b.WaitEvent(t, func(ev bastion.Event) bool {
+		return ev.Event == bastion.EventConsoleEnd && ev.Reason == bastion.EndMaxDuration
+	})
+}

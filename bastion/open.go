@@ -43,7 +43,10 @@ func (s *Server) find(ctx context.Context, user string, raw string, proto xapi.P
 		vm   xapi.VM
 	}
 	policy := s.currentPolicy()
+	// allowed: VMs the user may open this console of; visible: VMs the
+	// user may open another console of (and so may hear about).
 	var allowed []match
+	var visible []xapi.VM
 	hidden, failed := 0, 0
 	var lastErr error
 	for _, p := range s.Pools {
@@ -64,9 +67,12 @@ func (s *Server) find(ctx context.Context, user string, raw string, proto xapi.P
 			continue
 		}
 		for _, vm := range vms {
-			if policy.Visible(user, vm) {
+			switch {
+			case policy.Decide(user, vm, proto).Allowed:
 				allowed = append(allowed, match{p, vm})
-			} else {
+			case policy.Visible(user, vm):
+				visible = append(visible, vm)
+			default:
 				hidden++
 			}
 		}
@@ -85,9 +91,15 @@ func (s *Server) find(ctx context.Context, user string, raw string, proto xapi.P
 	vm, err := xapi.Choose(raw, vms)
 	var amb *xapi.AmbiguousError
 	switch {
+	case errors.Is(err, xapi.ErrNotFound) && len(visible) == 1:
+		vm := visible[0]
+		return nil, xapi.VM{}, &denial{
+			msg:    fmt.Sprintf("you may not open the %s console of %s", protocolName(proto), vm.Name),
+			reason: "not permitted: " + string(proto), code: gossh.Prohibited, vm: &vm,
+		}
 	case errors.Is(err, xapi.ErrNotFound):
 		reason := "no such VM"
-		if hidden > 0 {
+		if hidden+len(visible) > 0 {
 			reason = "not permitted"
 		}
 		return nil, xapi.VM{}, &denial{msg: fmt.Sprintf(msgNoSuchVM, raw), reason: reason, code: gossh.Prohibited}
@@ -100,31 +112,34 @@ func (s *Server) find(ctx context.Context, user string, raw string, proto xapi.P
 		return nil, xapi.VM{}, &denial{msg: "lookup failed", reason: "lookup failed", code: gossh.ConnectionFailed, err: err}
 	}
 	for _, m := range allowed {
-		if m.vm.UUID != vm.UUID {
-			continue
+		if m.vm.UUID == vm.UUID {
+			return m.pool, vm, nil
 		}
-		if d := policy.Decide(user, vm, proto); !d.Allowed {
-			return nil, xapi.VM{}, &denial{
-				msg:    fmt.Sprintf("you may not open the %s console of %s", protocolName(proto), vm.Name),
-				reason: "not permitted: " + string(proto), code: gossh.Prohibited, vm: &vm,
-			}
-		}
-		return m.pool, vm, nil
 	}
 	return nil, xapi.VM{}, &denial{msg: "lookup failed", reason: "lookup failed", code: gossh.ConnectionFailed}
 }
 
 // open finds the VM and opens its console of protocol p.
-func (s *Server) open(ctx context.Context, user string, raw string, p xapi.Protocol) (xapi.VM, net.Conn, *denial) {
+// On success the user's console slot is taken: begin and end account for
+// it.
+func (s *Server) open(ctx context.Context, user string, raw string, p xapi.Protocol) (vm xapi.VM, conn net.Conn, d *denial) {
 	ctx, cancel := context.WithTimeout(ctx, s.consoleTimeout())
 	defer cancel()
+	// A shutdown does not wait for a slow pool.
+	defer context.AfterFunc(s.base, cancel)()
 	pool, vm, d := s.find(ctx, user, raw, p)
 	if d != nil {
 		return xapi.VM{}, nil, d
 	}
-	if max := s.limits.MaxConsolesPerUser; max > 0 && s.userConsoles(user) >= max {
+	if !s.takeConsoleSlot(user) {
+		max := s.limits.MaxConsolesPerUser
 		return vm, nil, &denial{msg: fmt.Sprintf("you have %d consoles open, the most allowed", max), reason: "console limit", code: gossh.ResourceShortage, vm: &vm}
 	}
+	defer func() {
+		if d != nil {
+			s.releaseConsoleSlot(user)
+		}
+	}()
 	if !vm.Running() {
 		return vm, nil, &denial{msg: fmt.Sprintf("VM %s is %s", vm.Name, strings.ToLower(vm.PowerState)), reason: "not running", code: gossh.ConnectionFailed, vm: &vm}
 	}
@@ -183,4 +198,31 @@ func (s *Server) poolError(ctx context.Context, pool, what string, err error) {
 		ev.Reason = "certificate differs from the one recorded on first use"
 	}
 	s.audit(ev, false)
+}
+
+// maxAuditTarget bounds what console.denied records of a target: an SSH
+// packet could carry 256 KiB of one.
+const maxAuditTarget = 256
+
+// refuse records a refused console open: console.denied in the audit log,
+// and the internal error, if any, in the operator's log only.
+func (s *Server) refuse(st *connState, target string, p xapi.Protocol, via string, d *denial) {
+	ev := st.event(EventConsoleDenied)
+	ev.Target, ev.Reason, ev.Protocol, ev.Via = truncate(target, maxAuditTarget), d.reason, string(p), via
+	if d.vm != nil {
+		ev.Pool, ev.VM, ev.VMUUID = d.vm.Pool, d.vm.Name, d.vm.UUID
+	}
+	s.audit(ev, false)
+	s.log.Info("console refused", "conn", st.id, "user", ev.User, "target", ev.Target, "via", via, "reason", d.reason, "err", d.err)
+}
+
+// beginFailure is what the user is told when begin refuses.
+func beginFailure(err error) string {
+	switch {
+	case errors.Is(err, errShutdown):
+		return "the bastion is shutting down"
+	case errors.Is(err, errRevoked):
+		return "access revoked"
+	}
+	return "the bastion cannot write its audit log; no console is opened"
 }

@@ -188,7 +188,7 @@ func (r *rule) matches(vm xapi.VM, proto xapi.Protocol, deny bool) bool {
 	if len(r.consoles) > 0 && !slices.Contains(r.consoles, proto) {
 		return false
 	}
-	if ok, _ := path.Match(r.pool, vm.Pool); !ok {
+	if !globMatch(r.pool, vm.Pool) {
 		return false
 	}
 	if vm.IsControlDomain && !deny && r.kind != "host" {
@@ -199,7 +199,7 @@ func (r *rule) matches(vm xapi.VM, proto xapi.Protocol, deny bool) bool {
 		return strings.EqualFold(vm.UUID, r.value)
 	case "tag":
 		for _, t := range vm.Tags {
-			if ok, _ := path.Match(r.value, t); ok {
+			if globMatch(r.value, t) {
 				return true
 			}
 		}
@@ -207,7 +207,14 @@ func (r *rule) matches(vm xapi.VM, proto xapi.Protocol, deny bool) bool {
 	case "host":
 		return vm.IsControlDomain && vm.Host == r.value
 	}
-	ok, _ := path.Match(r.value, vm.Name)
+	return globMatch(r.value, vm.Name)
+}
+
+// globMatch is path.Match with "/" an ordinary character: XAPI name labels
+// and tags may contain "/", and "*" must match it, or a deny rule would be
+// weaker than it reads.
+func globMatch(pattern, s string) bool {
+	ok, _ := path.Match(strings.ReplaceAll(pattern, "/", "\x00"), strings.ReplaceAll(s, "/", "\x00"))
 	return ok
 }
 

@@ -36,6 +36,8 @@ func TestDecide(t *testing.T) {
 		{name: "tag glob", allow: []Rule{r("tag:pr*")}, vm: web, proto: xapi.RFB, want: true},
 		{name: "consoles limit the rule", allow: []Rule{r("*", xapi.RFB)}, vm: web, proto: xapi.VT100},
 		{name: "consoles allow their kind", allow: []Rule{r("*", xapi.RFB)}, vm: web, proto: xapi.RFB, want: true},
+		{name: "star matches a slash in a name", allow: []Rule{r("uuid:" + webUUID)}, deny: []Rule{r("*secret*")},
+			vm: xapi.VM{Pool: "lab", Name: "eu/secret-db", UUID: webUUID}, proto: xapi.RFB, rule: "deny *secret*"},
 		{name: "deny overrides allow", allow: []Rule{r("*")}, deny: []Rule{r("tag:prod")}, vm: web, proto: xapi.RFB, rule: "user u: deny tag:prod"},
 		{name: "deny of one console kind", allow: []Rule{r("*")}, deny: []Rule{r("*", xapi.VT100)}, vm: web, proto: xapi.RFB, want: true},
 		{name: "star never reaches a control domain", allow: []Rule{r("*")}, vm: dom0, proto: xapi.VT100},

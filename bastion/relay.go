@@ -23,6 +23,7 @@ const (
 	EndIdle          = "idle timeout"    // no bytes either way for Limits.IdleTimeout
 	EndMaxDuration   = "max session duration"
 	EndRevoked       = "access revoked" // a reload took the user's access away
+	EndInternalError = "internal error" // a bug: the relay panicked
 )
 
 // Causes of a console's context, mapped to End reasons by endReason.
@@ -44,6 +45,10 @@ func endReason(cause error) string {
 
 // EscapeKey detaches from a console with a PTY: Ctrl-], as in telnet.
 const EscapeKey = 0x1d
+
+// stallWait is how long an ending relay waits for its copies before it
+// closes the client's connection to unblock them.
+const stallWait = 2 * time.Second
 
 // halfCloseWait is how long a forward waits for the console to close after
 // the client's side ended.
@@ -103,49 +108,89 @@ type consoleSession struct {
 	lastActive        atomic.Int64 // unix nanos of the last byte either way
 }
 
-// begin writes console.start, synced, before any byte is relayed, and
-// registers the session so that shutdowns and reloads can end it. If the
-// record cannot be written the console is not relayed.
+// begin registers the session, so that shutdowns and reloads can end it,
+// and writes console.start, synced, before any byte is relayed. It expects
+// the user's console slot to be taken (open does that) and gives it back
+// if it fails. If the record cannot be written the console is not relayed.
 func (s *Server) begin(ctx context.Context, st *connState, vm xapi.VM, p xapi.Protocol, via string) (*consoleSession, error) {
 	cs := &consoleSession{srv: s, id: newID(), start: time.Now(), st: st, vm: vm, proto: p}
 	ev := st.event(EventConsoleStart)
 	ev.SessionID, ev.Pool, ev.VM, ev.VMUUID, ev.Protocol, ev.Via = cs.id, vm.Pool, vm.Name, vm.UUID, string(p), via
 	cs.ev = ev
-	if err := s.audit(ev, true); err != nil {
-		return nil, err
-	}
 	cs.ctx, cs.cancel = context.WithCancelCause(ctx)
 	cs.stop = context.AfterFunc(s.base, func() { cs.cancel(errShutdown) })
 	s.count.mu.Lock()
 	if s.count.consoles == nil {
 		s.count.consoles = map[*consoleSession]struct{}{}
-		s.count.userConsoles = map[string]int{}
 	}
 	s.count.consoles[cs] = struct{}{}
-	s.count.userConsoles[ev.User]++
 	s.count.mu.Unlock()
+	// Registered first, then checked: a reload either finds this session
+	// in its scan or has already stored the policy checked here.
+	var err error
+	switch {
+	case s.isClosing():
+		err = errShutdown
+	case !s.currentPolicy().Decide(ev.User, vm, p).Allowed:
+		err = errRevoked
+	default:
+		err = s.audit(ev, true)
+	}
+	if err != nil {
+		cs.unregister()
+		return nil, err
+	}
 	s.log.Info("console start", "conn", ev.ConnID, "session", cs.id, "user", ev.User, "pool", vm.Pool, "vm", vm.Name, "protocol", p, "via", via)
 	return cs, nil
 }
 
-// userConsoles returns how many consoles user has open.
-func (s *Server) userConsoles(user string) int {
+// takeConsoleSlot counts a console for user if they are under the limit.
+func (s *Server) takeConsoleSlot(user string) bool {
 	s.count.mu.Lock()
 	defer s.count.mu.Unlock()
-	return s.count.userConsoles[user]
+	if max := s.limits.MaxConsolesPerUser; max > 0 && s.count.userConsoles[user] >= max {
+		return false
+	}
+	if s.count.userConsoles == nil {
+		s.count.userConsoles = map[string]int{}
+	}
+	s.count.userConsoles[user]++
+	return true
 }
 
-// end writes console.end and unregisters the session.
-func (cs *consoleSession) end(reason string) {
+func (s *Server) releaseConsoleSlot(user string) {
+	s.count.mu.Lock()
+	defer s.count.mu.Unlock()
+	if s.count.userConsoles[user]--; s.count.userConsoles[user] <= 0 {
+		delete(s.count.userConsoles, user)
+	}
+}
+
+// unregister forgets the session and gives back its console slot.
+func (cs *consoleSession) unregister() {
 	s := cs.srv
 	cs.stop()
 	cs.cancel(nil)
 	s.count.mu.Lock()
 	delete(s.count.consoles, cs)
-	if s.count.userConsoles[cs.ev.User]--; s.count.userConsoles[cs.ev.User] <= 0 {
-		delete(s.count.userConsoles, cs.ev.User)
-	}
 	s.count.mu.Unlock()
+	s.releaseConsoleSlot(cs.ev.User)
+}
+
+// run relays the console until it ends and writes console.end, also if
+// the relay panics (with reason "internal error"). It closes console.
+func (cs *consoleSession) run(client io.Writer, in ctxReader, console net.Conn, mode relayMode) (reason string) {
+	reason = EndInternalError
+	defer func() {
+		console.Close()
+		cs.end(reason)
+	}()
+	return cs.relay(client, in, console, mode)
+}
+
+// end writes console.end and unregisters the session.
+func (cs *consoleSession) end(reason string) {
+	cs.unregister()
 	ev := cs.ev
 	ev.Event = EventConsoleEnd
 	in, out, ms := cs.bytesIn.Load(), cs.bytesOut.Load(), time.Since(cs.start).Milliseconds()
@@ -156,9 +201,10 @@ func (cs *consoleSession) end(reason string) {
 }
 
 // relay copies between the client and the console until one side ends, the
-// connection goes (ctx done) or the server shuts down, and returns why it
-// ended. It reads the client's input from in, writes the console's output
-// to client, and closes console; the caller closes the client side.
+// connection goes, a limit or a reload ends it, or the server shuts down,
+// and returns why it ended. It reads the client's input from in and writes
+// the console's output to client. It closes console, and in forwardMode
+// the client channel too; a command's session is closed by its handler.
 func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn, mode relayMode) string {
 	s := cs.srv
 	ctx, cancel := context.WithCancelCause(cs.ctx)
@@ -191,7 +237,7 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 
 	var wg sync.WaitGroup
 	inputDone := make(chan struct{})
-	wg.Add(2)
+	wg.Add(3)
 	go func() { // client -> console
 		defer wg.Done()
 		defer close(inputDone)
@@ -243,16 +289,18 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 		}
 	}()
 
-	if mode != forwardMode {
-		go func() {
-			select {
-			case <-inputDone:
-			case <-ctx.Done():
-				return
-			}
-			cs.drain(ctx, finish)
-		}()
-	}
+	go func() {
+		defer wg.Done()
+		if mode == forwardMode {
+			return
+		}
+		select {
+		case <-inputDone:
+		case <-ctx.Done():
+			return
+		}
+		cs.drain(ctx, finish)
+	}()
 
 	<-ctx.Done()
 	once.Do(func() { reason = endReason(context.Cause(ctx)) })
@@ -262,7 +310,18 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 		// the channel; a command's input stops with ctx.
 		c.Close()
 	}
-	wg.Wait()
+	copied := make(chan struct{})
+	go func() { wg.Wait(); close(copied) }()
+	select {
+	case <-copied:
+	case <-time.After(stallWait):
+		// A client that stops reading blocks the console->client copy
+		// on SSH flow control, and closing a channel locally does not
+		// wake it: only tearing down the connection does.
+		s.log.Warn("client is not reading; closing its connection", "conn", cs.st.id, "session", cs.id)
+		cs.st.conn.Close()
+		<-copied
+	}
 	return reason
 }
 

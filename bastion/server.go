@@ -233,6 +233,14 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-waited:
 	case <-ctx.Done():
 		err = ctx.Err()
+		s.ssh.Close()
+		// Closing the connections unblocks what the context did not
+		// end; give the handlers a moment to write their console.end
+		// records before the caller closes the audit log.
+		select {
+		case <-waited:
+		case <-time.After(2 * time.Second):
+		}
 	}
 	s.ssh.Close()
 	<-done

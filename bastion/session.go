@@ -32,10 +32,12 @@ Commands:
                     (ssh -t), type Ctrl-] to detach
   help              this text
 
-VM is a name, POOL/NAME, or a UUID.
+VM is a name (spaces allowed), POOL/NAME, a UUID, or host:NAME for a
+host's control domain.
 
 VNC: forward a local port to a VM's VNC console and point any VNC client at it:
   ssh -N -L 5900:VM:5900 USER@BASTION     then connect to localhost:5900
+  (a control domain in brackets: -L 5901:[host:NAME]:5900)
 
 With a terminal and no command, a prompt takes the same commands and "exit".
 `
@@ -64,7 +66,12 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		return
 	}
 	defer s.handlers.Done()
-	defer s.recoverPanic("session")
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.Error("handler panic", "handler", "session", "panic", r)
+			sess.Exit(exitError)
+		}
+	}()
 
 	_, _, isPty := sess.Pty()
 	st := stateOf(sess.Context())
@@ -76,8 +83,13 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		pty:  isPty,
 		out:  sess,
 		raw:  rawChannel(sess),
-		in:   newInput(sess),
 	}
+	// The prompt stops reading when the session ends or the server shuts
+	// down.
+	ctx, cancel := context.WithCancel(sess.Context())
+	defer cancel()
+	defer context.AfterFunc(s.base, cancel)()
+	ss.in = newInput(ctx, sess)
 	defer ss.in.Close()
 	code := ss.run()
 	sess.Exit(code)
@@ -99,19 +111,20 @@ func rawChannel(sess gliderssh.Session) io.Writer {
 }
 
 func (ss *session) run() int {
-	args := strings.Fields(ss.sess.RawCommand())
-	if len(args) == 0 {
+	line := ss.sess.RawCommand()
+	if strings.TrimSpace(line) == "" {
 		if !ss.pty {
 			fmt.Fprint(ss.sess.Stderr(), helpText)
 			return exitUsage
 		}
 		return ss.prompt()
 	}
-	return ss.command(args, ss.out)
+	return ss.command(line, ss.out)
 }
 
-// command runs one command, writing its output to out.
-func (ss *session) command(args []string, out io.Writer) int {
+// command runs one command line, writing its output to out.
+func (ss *session) command(line string, out io.Writer) int {
+	args := strings.Fields(line)
 	switch args[0] {
 	case "help", "--help", "-h":
 		fmt.Fprint(out, helpText)
@@ -125,10 +138,12 @@ func (ss *session) command(args []string, out io.Writer) int {
 		}
 		return ss.usage("usage: list [--json]")
 	case "console":
-		if len(args) != 2 {
+		// The VM is the rest of the line: name labels may have spaces.
+		vm := unquote(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "console")))
+		if vm == "" {
 			return ss.usage("usage: console VM")
 		}
-		return ss.console(args[1])
+		return ss.console(vm)
 	}
 	return ss.usage(fmt.Sprintf("unknown command %q; try \"help\"", truncate(args[0], 64)))
 }
@@ -157,6 +172,10 @@ func (ss *session) prompt() int {
 	for {
 		line, err := t.ReadLine()
 		if err != nil {
+			if ss.srv.base.Err() != nil {
+				ss.errorf("the bastion is shutting down")
+				return exitError
+			}
 			return exitOK
 		}
 		args := strings.Fields(line)
@@ -166,7 +185,7 @@ func (ss *session) prompt() int {
 		case args[0] == "exit" || args[0] == "quit":
 			return exitOK
 		}
-		ss.command(args, t)
+		ss.command(line, t)
 		if ss.sess.Context().Err() != nil || ss.srv.base.Err() != nil {
 			return exitError
 		}
@@ -290,20 +309,14 @@ func (ss *session) console(target string) int {
 	s, ctx := ss.srv, ss.sess.Context()
 	vm, conn, d := s.open(ctx, ss.user, target, xapi.VT100)
 	if d != nil {
-		ev := ss.st.event(EventConsoleDenied)
-		ev.Target, ev.Reason, ev.Protocol, ev.Via = target, d.reason, string(xapi.VT100), "command"
-		if d.vm != nil {
-			ev.Pool, ev.VM, ev.VMUUID = d.vm.Pool, d.vm.Name, d.vm.UUID
-		}
-		s.audit(ev, false)
-		s.log.Info("console refused", "conn", ss.st.id, "user", ev.User, "target", target, "reason", d.reason, "err", d.err)
+		s.refuse(ss.st, target, xapi.VT100, "command", d)
 		ss.errorf("%s", d.msg)
 		return exitError
 	}
-	defer conn.Close()
 	cs, err := s.begin(ctx, ss.st, vm, xapi.VT100, "command")
 	if err != nil {
-		ss.errorf("the bastion cannot write its audit log; no console is opened")
+		conn.Close()
+		ss.errorf("%s", beginFailure(err))
 		return exitError
 	}
 	mode := commandMode
@@ -311,8 +324,7 @@ func (ss *session) console(target string) int {
 		mode = ptyMode
 		ss.errorf("connected to %s (%s); press Enter for a prompt, Ctrl-] to detach", vm.Name, vm.Pool)
 	}
-	reason := cs.relay(ss.raw, ss.in, conn, mode)
-	cs.end(reason)
+	reason := cs.run(ss.raw, ss.in, conn, mode)
 	switch reason {
 	case EndDetached, EndInputDone:
 		if ss.pty {
@@ -327,6 +339,15 @@ func (ss *session) console(target string) int {
 		ss.errorf("console of %s closed: %s", vm.Name, reason)
 	}
 	return exitError
+}
+
+// unquote strips one pair of matching quotes around s, as a user might
+// write console "Windows Server 2019".
+func unquote(s string) string {
+	if len(s) >= 2 && (s[0] == '"' || s[0] == '\'') && s[len(s)-1] == s[0] {
+		return s[1 : len(s)-1]
+	}
+	return s
 }
 
 func truncate(s string, n int) string {
