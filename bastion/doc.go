@@ -9,10 +9,13 @@
 //
 //  1. conn.go: trackConn gives the connection an ID and a connState, and
 //     wraps it so that a connection that ends without authenticating leaves
-//     an auth.failure record. authPublicKey accepts a key only if the login
-//     name is a configured [User] and the key is theirs; passwords and
-//     keyboard-interactive are never offered. serverConfig's
-//     AuthLogCallback records auth.success once the signature is checked.
+//     an auth.failure record, and holds the handshake deadline and the
+//     unauthenticated-connection caps. auth.go: [Policy.Authenticate] judges
+//     a key or certificate for a login name; authConfig's
+//     VerifiedPublicKeyCallback calls it with the name of the signed
+//     request (never the first request's name, which a client may change)
+//     and takes the user's connection slot; AuthLogCallback records
+//     auth.success. Passwords and keyboard-interactive are never offered.
 //  2. channel.go and server.go: "session" and "direct-tcpip" are the only
 //     channel types served; global requests (remote forwards) and
 //     subsystems are refused, and so are agent, X11 and env requests.
@@ -20,15 +23,17 @@
 //     5900; its host names a VM. session.go: a session runs "list",
 //     "console VM", "help", or a prompt.
 //  4. open.go: find resolves the name with [ParseTarget] and the pools'
-//     FindVMs, drops the VMs the user may not open ([User.MayOpen], the one
-//     place access is decided) before saying anything else about them, then
-//     picks one with xapi.Choose; open dials its console through the pool.
+//     FindVMs, drops the VMs the user may not open ([Policy.Decide], the
+//     one place access is decided) before saying anything else about them,
+//     then picks one with xapi.Choose; open takes a console slot and dials
+//     the console through the pool.
 //     A refusal is a denial: a short message for the user, a reason for the
 //     audit log, and the internal error for the operator's log only.
-//  5. relay.go: begin writes console.start (synced) before any byte moves;
-//     relay copies both ways until one side ends, the connection goes, or
-//     the server shuts down; end writes console.end with the byte counts
-//     and the reason.
+//  5. relay.go: begin registers the session and writes console.start
+//     (synced) before any byte moves; run relays both ways until one side
+//     ends, the connection goes, a limit or a reload (SetPolicy) ends it,
+//     or the server shuts down, and always writes console.end with the byte
+//     counts and the reason.
 //
 // Shutdown stops accepting, cancels the server's base context (every relay
 // watches it and ends with reason "server shutdown"), waits for the

@@ -24,7 +24,8 @@ var ErrServerClosed = gliderssh.ErrServerClosed
 type Pool interface {
 	// Name is the pool's configured name, as used in "POOL/name".
 	Name() string
-	// VMs returns every guest VM of the pool, with its consoles.
+	// VMs returns every guest VM and control domain of the pool, with
+	// their consoles.
 	VMs(ctx context.Context) ([]xapi.VM, error)
 	// FindVMs returns the guest VMs whose name label or UUID is target.
 	FindVMs(ctx context.Context, target string) ([]xapi.VM, error)
