@@ -1,6 +1,7 @@
 package bastion
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"sync"
@@ -25,12 +26,12 @@ func newInput(ctx context.Context, r io.Reader) *input {
 	in := &input{ctx: ctx, chunks: make(chan []byte), done: make(chan struct{}), stop: make(chan struct{})}
 	go func() {
 		defer close(in.done)
+		buf := make([]byte, 2048)
 		for {
-			buf := make([]byte, 4096)
 			n, err := r.Read(buf)
 			if n > 0 {
 				select {
-				case in.chunks <- buf[:n]:
+				case in.chunks <- bytes.Clone(buf[:n]): // keystrokes: a few bytes
 				case <-in.stop:
 					return
 				}

@@ -59,6 +59,39 @@ const copyBufSize = 32 << 10
 
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
 
+// copyBuffer is one relay direction's buffer: a small one while the
+// console is idle or interactive, and a pooled 32 KiB one only while bulk
+// data flows, so that thousands of idle tunnels do not each hold 64 KiB.
+type copyBuffer struct {
+	small [2048]byte
+	big   *[]byte
+}
+
+func (b *copyBuffer) bytes() []byte {
+	if b.big != nil {
+		return *b.big
+	}
+	return b.small[:]
+}
+
+// used adapts the buffer to a read of n bytes: a full small buffer means
+// bulk data, a big one mostly empty means it has stopped.
+func (b *copyBuffer) used(n int) {
+	switch {
+	case b.big == nil && n == len(b.small):
+		b.big = copyBufs.Get().(*[]byte)
+	case b.big != nil && n < len(b.small):
+		b.release()
+	}
+}
+
+func (b *copyBuffer) release() {
+	if b.big != nil {
+		copyBufs.Put(b.big)
+		b.big = nil
+	}
+}
+
 // ctxReader reads the client's input; ReadContext returns when ctx is done
 // if the reader can stop waiting ([input] can; an SSH channel is closed
 // instead).
@@ -260,20 +293,22 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 	}()
 	go func() { // console -> client
 		defer wg.Done()
-		buf := copyBufs.Get().(*[]byte)
-		defer copyBufs.Put(buf)
+		buf := new(copyBuffer)
+		defer buf.release()
 		for {
-			n, rerr := console.Read(*buf)
+			p := buf.bytes()
+			n, rerr := console.Read(p)
 			if n > 0 {
 				t := time.Now().UnixNano()
 				cs.lastOut.Store(t)
 				cs.lastActive.Store(t)
-				if _, werr := client.Write((*buf)[:n]); werr != nil {
+				if _, werr := client.Write(p[:n]); werr != nil {
 					finish(EndClientClosed)
 					return
 				}
 				cs.bytesOut.Add(int64(n))
 			}
+			buf.used(n)
 			if rerr != nil {
 				select {
 				case <-inputDone:
@@ -360,12 +395,12 @@ var errDetach = errors.New("detach")
 // end of the input, errDetach when the escape key is typed in ptyMode, and
 // another error when either side fails.
 func (cs *consoleSession) copyIn(ctx context.Context, console io.Writer, in ctxReader, mode relayMode) error {
-	buf := copyBufs.Get().(*[]byte)
-	defer copyBufs.Put(buf)
+	buf := new(copyBuffer)
+	defer buf.release()
 	for {
-		n, rerr := in.ReadContext(ctx, *buf)
+		n, rerr := in.ReadContext(ctx, buf.bytes())
 		if n > 0 {
-			p := (*buf)[:n]
+			p := buf.bytes()[:n]
 			detach := false
 			if mode == ptyMode {
 				for i, c := range p {
@@ -386,6 +421,7 @@ func (cs *consoleSession) copyIn(ctx context.Context, console io.Writer, in ctxR
 				return errDetach
 			}
 		}
+		buf.used(n)
 		if rerr == io.EOF {
 			return nil
 		}
