@@ -23,7 +23,7 @@ type Limits struct {
 	// cannot take every slot. Zero: 16.
 	MaxUnauthenticatedPerSource int
 	// MaxChannelsPerConnection caps the open channels (sessions and
-	// forwards) of one connection. Zero: 32.
+	// forwards) of one connection. Zero: 256.
 	MaxChannelsPerConnection int
 	// AuthFailuresPerMinute is how many failed logins a source IP may
 	// make in a minute (as a burst, refilled at that rate); past it the
@@ -66,7 +66,7 @@ func (l Limits) withDefaults() Limits {
 	dur(&l.HandshakeTimeout, 20*time.Second)
 	num(&l.MaxUnauthenticated, 64)
 	num(&l.MaxUnauthenticatedPerSource, 16)
-	num(&l.MaxChannelsPerConnection, 32)
+	num(&l.MaxChannelsPerConnection, 256)
 	num(&l.AuthFailuresPerMinute, 10)
 	dur(&l.AuthBlock, 5*time.Minute)
 	num(&l.MaxConnectionsPerUser, 10)

@@ -54,6 +54,8 @@ type Config struct {
 type LimitsConfig struct {
 	HandshakeTimeout      Duration `yaml:"handshake_timeout"`
 	MaxUnauthenticated    int      `yaml:"max_unauthenticated"`
+	MaxUnauthPerSource    int      `yaml:"max_unauthenticated_per_source"`
+	MaxChannelsPerConn    int      `yaml:"max_channels_per_connection"`
 	AuthFailuresPerMinute int      `yaml:"auth_failures_per_minute"`
 	AuthBlock             Duration `yaml:"auth_block"`
 	MaxConnectionsPerUser int      `yaml:"max_connections_per_user"`
@@ -64,14 +66,16 @@ type LimitsConfig struct {
 
 func (l LimitsConfig) limits() bastion.Limits {
 	return bastion.Limits{
-		HandshakeTimeout:      time.Duration(l.HandshakeTimeout),
-		MaxUnauthenticated:    l.MaxUnauthenticated,
-		AuthFailuresPerMinute: l.AuthFailuresPerMinute,
-		AuthBlock:             time.Duration(l.AuthBlock),
-		MaxConnectionsPerUser: l.MaxConnectionsPerUser,
-		MaxConsolesPerUser:    l.MaxConsolesPerUser,
-		IdleTimeout:           time.Duration(l.IdleTimeout),
-		MaxSessionDuration:    time.Duration(l.MaxSessionDuration),
+		HandshakeTimeout:            time.Duration(l.HandshakeTimeout),
+		MaxUnauthenticated:          l.MaxUnauthenticated,
+		MaxUnauthenticatedPerSource: l.MaxUnauthPerSource,
+		MaxChannelsPerConnection:    l.MaxChannelsPerConn,
+		AuthFailuresPerMinute:       l.AuthFailuresPerMinute,
+		AuthBlock:                   time.Duration(l.AuthBlock),
+		MaxConnectionsPerUser:       l.MaxConnectionsPerUser,
+		MaxConsolesPerUser:          l.MaxConsolesPerUser,
+		IdleTimeout:                 time.Duration(l.IdleTimeout),
+		MaxSessionDuration:          time.Duration(l.MaxSessionDuration),
 	}
 }
 
