@@ -44,27 +44,19 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, new
 		return
 	}
 	target := d.DestAddr
-	deny := func(dn *denial) {
-		s.refuse(st, target, xapi.RFB, "forward", dn)
-		newChan.Reject(dn.code, dn.msg)
-	}
 	if d.DestPort != VNCPort {
-		deny(&denial{
+		dn := &denial{
 			msg:    fmt.Sprintf("only port %d (a VM's VNC console) is served; forward to VM:%d", VNCPort, VNCPort),
 			reason: fmt.Sprintf("port %d not served", d.DestPort),
 			code:   gossh.Prohibited,
-		})
+		}
+		s.refuse(st, target, xapi.RFB, "forward", dn)
+		newChan.Reject(dn.code, dn.msg)
 		return
 	}
-	vm, conn, dn := s.open(ctx, st.userName(), target, xapi.RFB)
+	cs, conn, dn := s.open(ctx, st, target, xapi.RFB, "forward")
 	if dn != nil {
-		deny(dn)
-		return
-	}
-	cs, err := s.begin(ctx, st, vm, xapi.RFB, "forward")
-	if err != nil {
-		conn.Close()
-		newChan.Reject(gossh.ConnectionFailed, beginFailure(err))
+		newChan.Reject(dn.code, dn.msg)
 		return
 	}
 	ch, reqs, err := newChan.Accept()

@@ -119,35 +119,66 @@ func (s *Server) find(ctx context.Context, user string, raw string, proto xapi.P
 	return nil, xapi.VM{}, &denial{msg: "lookup failed", reason: "lookup failed", code: gossh.ConnectionFailed}
 }
 
-// open finds the VM and opens its console of protocol p.
-// On success the user's console slot is taken: begin and end account for
-// it.
-func (s *Server) open(ctx context.Context, user string, raw string, p xapi.Protocol) (vm xapi.VM, conn net.Conn, d *denial) {
-	ctx, cancel := context.WithTimeout(ctx, s.consoleTimeout())
+// open finds the VM that raw names, checks the user may open its console of
+// protocol p, and opens it: a consoleSession that has written console.start
+// and a connection to the console. A refusal before the console is begun is
+// audited as console.denied; a failure after (the pool refusing the
+// CONNECT) ends the session, with console.end giving the reason. Either way
+// the denial says what to tell the user.
+//
+// console.start is written before the CONNECT and synced while it runs: the
+// sync costs about as much as the dial, and no byte is relayed before both
+// are done.
+func (s *Server) open(ctx context.Context, st *connState, raw string, p xapi.Protocol, via string) (*consoleSession, net.Conn, *denial) {
+	user := st.userName()
+	octx, cancel := context.WithTimeout(ctx, s.consoleTimeout())
 	defer cancel()
 	// A shutdown does not wait for a slow pool.
 	defer context.AfterFunc(s.base, cancel)()
-	pool, vm, d := s.find(ctx, user, raw, p)
+	refused := func(d *denial) (*consoleSession, net.Conn, *denial) {
+		s.refuse(st, raw, p, via, d)
+		return nil, nil, d
+	}
+
+	pool, vm, d := s.find(octx, user, raw, p)
 	if d != nil {
-		return xapi.VM{}, nil, d
+		return refused(d)
+	}
+	if !vm.Running() {
+		return refused(&denial{msg: fmt.Sprintf("VM %s is %s", vm.Name, strings.ToLower(vm.PowerState)), reason: "not running", code: gossh.ConnectionFailed, vm: &vm})
+	}
+	if _, err := pool.Console(octx, vm, p); err != nil {
+		return refused(s.dialDenial(octx, pool, vm, p, err))
 	}
 	if !s.takeConsoleSlot(user) {
 		max := s.limits.MaxConsolesPerUser
-		return vm, nil, &denial{msg: fmt.Sprintf("you have %d consoles open, the most allowed", max), reason: "console limit", code: gossh.ResourceShortage, vm: &vm}
+		return refused(&denial{msg: fmt.Sprintf("you have %d consoles open, the most allowed", max), reason: "console limit", code: gossh.ResourceShortage, vm: &vm})
 	}
-	defer func() {
-		if d != nil {
-			s.releaseConsoleSlot(user)
+	cs, err := s.begin(ctx, st, vm, p, via)
+	if err != nil {
+		d := &denial{msg: beginFailure(err), reason: beginFailure(err), code: gossh.ConnectionFailed, vm: &vm, err: err}
+		if !errors.Is(err, errShutdown) && !errors.Is(err, errRevoked) {
+			return nil, nil, d // no audit record can be written
 		}
-	}()
-	if !vm.Running() {
-		return vm, nil, &denial{msg: fmt.Sprintf("VM %s is %s", vm.Name, strings.ToLower(vm.PowerState)), reason: "not running", code: gossh.ConnectionFailed, vm: &vm}
+		return refused(d)
 	}
-	conn, err := pool.DialConsole(ctx, vm, p)
-	if err == nil {
-		return vm, conn, nil
+	conn, err := pool.DialConsole(octx, vm, p)
+	if err != nil {
+		d := s.dialDenial(octx, pool, vm, p, err)
+		cs.end(d.reason)
+		return nil, nil, d
 	}
-	d = &denial{code: gossh.ConnectionFailed, vm: &vm, err: err}
+	if err := cs.synced(); err != nil {
+		conn.Close()
+		cs.end(EndAuditFailed)
+		return nil, nil, &denial{msg: beginFailure(err), reason: EndAuditFailed, code: gossh.ConnectionFailed, vm: &vm, err: err}
+	}
+	return cs, conn, nil
+}
+
+// dialDenial says why a console could not be opened.
+func (s *Server) dialDenial(ctx context.Context, pool Pool, vm xapi.VM, p xapi.Protocol, err error) *denial {
+	d := &denial{code: gossh.ConnectionFailed, vm: &vm, err: err}
 	var ce *xapi.ConnectError
 	var fe *xapi.FingerprintError
 	switch {
@@ -160,13 +191,14 @@ func (s *Server) open(ctx context.Context, user string, raw string, p xapi.Proto
 	case errors.As(err, &fe):
 		d.msg, d.reason = "the console host's TLS certificate is not trusted", "tls mismatch"
 		s.poolError(ctx, pool.Name(), "console host certificate refused", err)
+		return d
 	case ctx.Err() != nil:
 		d.msg, d.reason = "the pool did not answer in time", "timeout"
 	default:
 		d.msg, d.reason = "the console could not be opened", "console unavailable"
 	}
 	s.log.Error("console open failed", "pool", pool.Name(), "vm", vm.Name, "protocol", p, "err", err)
-	return vm, nil, d
+	return d
 }
 
 func protocolName(p xapi.Protocol) string {

@@ -22,8 +22,9 @@ const (
 	EndShutdown      = "server shutdown" // the bastion is shutting down
 	EndIdle          = "idle timeout"    // no bytes either way for Limits.IdleTimeout
 	EndMaxDuration   = "max session duration"
-	EndRevoked       = "access revoked" // a reload took the user's access away
-	EndInternalError = "internal error" // a bug: the relay panicked
+	EndRevoked       = "access revoked"   // a reload took the user's access away
+	EndInternalError = "internal error"   // a bug: the relay panicked
+	EndAuditFailed   = "audit log failed" // console.start could not be synced: nothing relayed
 )
 
 // Causes of a console's context, mapped to End reasons by endReason.
@@ -135,6 +136,9 @@ type consoleSession struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	stop   func() bool // stops watching the server's shutdown
+	// synced waits until console.start is on disk; no byte is relayed
+	// before.
+	synced func() error
 
 	bytesIn, bytesOut atomic.Int64
 	lastOut           atomic.Int64 // unix nanos of the last console output
@@ -142,7 +146,7 @@ type consoleSession struct {
 }
 
 // begin registers the session, so that shutdowns and reloads can end it,
-// and writes console.start, synced, before any byte is relayed. It expects
+// writes console.start and starts syncing it (cs.synced waits for that). It expects
 // the user's console slot to be taken (open does that) and gives it back
 // if it fails. If the record cannot be written the console is not relayed.
 func (s *Server) begin(ctx context.Context, st *connState, vm xapi.VM, p xapi.Protocol, via string) (*consoleSession, error) {
@@ -167,9 +171,12 @@ func (s *Server) begin(ctx context.Context, st *connState, vm xapi.VM, p xapi.Pr
 	case !s.currentPolicy().Decide(ev.User, vm, p).Allowed:
 		err = errRevoked
 	default:
-		err = s.audit(ev, true)
+		cs.synced, err = s.Audit.WriteAsyncSync(ev)
 	}
 	if err != nil {
+		if !errors.Is(err, errShutdown) && !errors.Is(err, errRevoked) {
+			s.log.Error("audit write failed", "err", err, "event", ev.Event, "conn", ev.ConnID)
+		}
 		cs.unregister()
 		return nil, err
 	}

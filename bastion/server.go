@@ -31,6 +31,8 @@ type Pool interface {
 	FindVMs(ctx context.Context, target string) ([]xapi.VM, error)
 	// ControlDomains returns the control domain of the host named host.
 	ControlDomains(ctx context.Context, host string) ([]xapi.VM, error)
+	// Console looks up the VM's console of protocol p.
+	Console(ctx context.Context, vm xapi.VM, p xapi.Protocol) (xapi.Console, error)
 	// DialConsole opens the VM's console of protocol p.
 	DialConsole(ctx context.Context, vm xapi.VM, p xapi.Protocol) (net.Conn, error)
 }

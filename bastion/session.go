@@ -307,18 +307,12 @@ func (s *Server) visibleVMs(ctx context.Context, user string) (entries []ListEnt
 // console attaches the session to a VM's vt100 console.
 func (ss *session) console(target string) int {
 	s, ctx := ss.srv, ss.sess.Context()
-	vm, conn, d := s.open(ctx, ss.user, target, xapi.VT100)
+	cs, conn, d := s.open(ctx, ss.st, target, xapi.VT100, "command")
 	if d != nil {
-		s.refuse(ss.st, target, xapi.VT100, "command", d)
 		ss.errorf("%s", d.msg)
 		return exitError
 	}
-	cs, err := s.begin(ctx, ss.st, vm, xapi.VT100, "command")
-	if err != nil {
-		conn.Close()
-		ss.errorf("%s", beginFailure(err))
-		return exitError
-	}
+	vm := cs.vm
 	mode := commandMode
 	if ss.pty {
 		mode = ptyMode
