@@ -98,7 +98,7 @@ func (p *Policy) Authenticate(user string, key gossh.PublicKey, remote net.Addr,
 // is that of its key, as OpenSSH logs it.
 func keyFingerprint(k gossh.PublicKey) string {
 	if cert, ok := k.(*gossh.Certificate); ok {
-		return gossh.FingerprintSHA256(cert.Key)
+		k = cert.Key
 	}
-	return gossh.FingerprintSHA256(k)
+	return keys.Fingerprint(k)
 }

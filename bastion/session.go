@@ -282,14 +282,10 @@ func (s *Server) visibleVMs(ctx context.Context, user string) (entries []ListEnt
 			if vm.IsControlDomain {
 				e.Name = "host:" + vm.Host // what "console" takes
 			}
-			rules := map[string]bool{}
 			for _, proto := range vm.Protocols() {
 				if d := policy.Decide(user, vm, proto); d.Allowed {
 					e.Consoles = append(e.Consoles, string(proto))
-					if !rules[d.Rule] {
-						rules[d.Rule] = true
-						e.rules = append(e.rules, d.Rule)
-					}
+					e.rules = append(e.rules, d.Rule)
 				}
 			}
 			if len(e.Consoles) == 0 { // no console records (e.g. halted): say why it is listed

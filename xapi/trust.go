@@ -54,14 +54,20 @@ or from anywhere with
 // format: uppercase hex, colon separated.
 func Fingerprint(der []byte) string {
 	sum := sha256.Sum256(der)
-	var b strings.Builder
-	for i, c := range sum {
+	return colonHex(sum[:])
+}
+
+// colonHex writes b as uppercase hex bytes separated by colons.
+func colonHex(b []byte) string {
+	const digits = "0123456789ABCDEF"
+	out := make([]byte, 0, len(b)*3)
+	for i, c := range b {
 		if i > 0 {
-			b.WriteByte(':')
+			out = append(out, ':')
 		}
-		fmt.Fprintf(&b, "%02X", c)
+		out = append(out, digits[c>>4], digits[c&15])
 	}
-	return b.String()
+	return string(out)
 }
 
 // normalizeFingerprint accepts xapi's format, lowercase, and an optional
@@ -77,14 +83,7 @@ func normalizeFingerprint(s string) (string, error) {
 	if err != nil || len(raw) != sha256.Size {
 		return "", fmt.Errorf("fingerprint %q is not a SHA-256 fingerprint (32 hex bytes, colon separated)", orig)
 	}
-	var b strings.Builder
-	for i, c := range raw {
-		if i > 0 {
-			b.WriteByte(':')
-		}
-		fmt.Fprintf(&b, "%02X", c)
-	}
-	return b.String(), nil
+	return colonHex(raw), nil
 }
 
 // ErrNoTrust is returned for a Trust that names no way to check hosts.

@@ -149,7 +149,7 @@ func (c *Client) VMs(ctx context.Context) ([]VM, error) {
 	}
 	out := make([]VM, 0, len(vms))
 	for ref, r := range vms {
-		if !r.guest() && !(r.IsControlDomain && !r.IsATemplate && !r.IsASnapshot) {
+		if r.IsATemplate || r.IsASnapshot {
 			continue
 		}
 		v := c.vmFromRecord(ref, &r)
