@@ -137,10 +137,16 @@ func (h *Host) serveConnect(c *tls.Conn, br *bufio.Reader, req *request, log *sl
 	switch con.protocol {
 	case protoRFB:
 		w := newHeaderWriter(c, ConnectOK)
-		err := rfb.Serve(struct {
+		rw := struct {
 			io.Reader
 			io.Writer
-		}{br, w}, vmName)
+		}{br, w}
+		var err error
+		if con.backend != nil {
+			err = con.backend(rw)
+		} else {
+			err = rfb.Serve(rw, vmName)
+		}
 		w.stop()
 		if err != nil {
 			log.Debug("rfb console ended", "err", err)
@@ -214,7 +220,8 @@ type openConsole struct {
 	vmRef    string
 	vmName   string
 	protocol string
-	shell    *shell // vt100 only
+	shell    *shell                    // vt100 only
+	backend  func(io.ReadWriter) error // rfb only; nil: the test pattern
 }
 
 // connectFailure is a refused CONNECT, written by write.
@@ -289,7 +296,7 @@ func (p *Pool) openConsole(h *Host, c net.Conn, req *request, session, user stri
 	if con.protocol == protoVT100 && con.shell == nil {
 		con.shell = newShell(v.shellName())
 	}
-	return &openConsole{c: con, vmRef: v.ref, vmName: v.name, protocol: con.protocol, shell: con.shell}, nil
+	return &openConsole{c: con, vmRef: v.ref, vmName: v.name, protocol: con.protocol, shell: con.shell, backend: v.backend}, nil
 }
 
 // closeConsole forgets a console connection opened by openConsole.

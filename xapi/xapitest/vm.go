@@ -3,6 +3,7 @@ package xapitest
 import (
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"slices"
@@ -40,6 +41,7 @@ type vm struct {
 	otherConfig       map[string]string
 	noBackend         bool
 	emptyLocationHost bool
+	backend           func(io.ReadWriter) error // rfb consoles; nil: the test pattern
 }
 
 // console is a console of the pool's database; every field is guarded by
@@ -103,6 +105,11 @@ type VMSpec struct {
 	// EmptyLocationHost makes the VM's console locations name no host,
 	// "https:///console?ref=...", a quirk seen in the field.
 	EmptyLocationHost bool
+	// Backend, if set, serves the VM's rfb consoles instead of the
+	// test-pattern VNC server: after the 200 reply it gets the
+	// connection's bytes, and the connection closes when it returns.
+	// [BenchBackend] is one.
+	Backend func(rw io.ReadWriter) error
 }
 
 // VMInfo describes a VM as it is now.
@@ -151,6 +158,7 @@ func (p *Pool) AddVM(spec VMSpec) VMInfo {
 		otherConfig:       maps.Clone(spec.OtherConfig),
 		noBackend:         spec.NoBackend,
 		emptyLocationHost: spec.EmptyLocationHost,
+		backend:           spec.Backend,
 	}
 	if v.uuid == "" {
 		v.uuid = newUUID()

@@ -1,0 +1,88 @@
+package main
+
+import (
+	"math"
+	"testing"
+)
+
+func TestStats(t *testing.T) {
+	t.Parallel()
+	xs := []float64{5, 1, 4, 2, 3}
+	tests := []struct {
+		name string
+		got  float64
+		want float64
+	}{
+		{"median odd", median(xs), 3},
+		{"median even", median([]float64{4, 1, 3, 2}), 2.5},
+		{"p50", percentile(xs, 50), 3},
+		{"p99 of 5 is the max", percentile(xs, 99), 5},
+		{"p100", percentile(xs, 100), 5},
+		{"p20", percentile(xs, 20), 1},
+		{"p99 of 100", percentile(seq(100), 99), 99},
+		{"p99.9 of 1000", percentile(seq(1000), 99.9), 999},
+	}
+	for _, tt := range tests {
+		if tt.got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, tt.got, tt.want)
+		}
+	}
+	if !math.IsNaN(median(nil)) || !math.IsNaN(percentile(nil, 50)) {
+		t.Error("no samples should give NaN")
+	}
+	if xs[0] != 5 {
+		t.Error("median sorted its argument")
+	}
+}
+
+func seq(n int) []float64 {
+	xs := make([]float64, n)
+	for i := range xs {
+		xs[i] = float64(n - i) // descending: percentile must sort
+	}
+	return xs
+}
+
+func TestFigure(t *testing.T) {
+	t.Parallel()
+	r := figure("s", "f", "MiB/s", []float64{100, 300, 200}, []float64{100, 100, 400})
+	if *r.Bastion != 200 || *r.Peer != 100 {
+		t.Errorf("medians %v %v, want 200 100", *r.Bastion, *r.Peer)
+	}
+	// Ratios per run are 1, 3, 0.5: their median, not 200/100.
+	if *r.Ratio != 1 {
+		t.Errorf("ratio %v, want 1", *r.Ratio)
+	}
+	r = r.check("≥ 1", r.Ratio, func(x float64) bool { return x >= 1 })
+	if r.Pass == nil || !*r.Pass {
+		t.Error("want pass")
+	}
+	if r := figure("s", "f", "", []float64{1}, nil); r.Peer != nil || r.Ratio != nil || r.Pass != nil {
+		t.Error("no peer should give no peer, ratio or pass")
+	}
+}
+
+func TestFmtValue(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		v    float64
+		unit string
+		want string
+	}{
+		{3, "calls", "3 calls"},
+		{0, "", "0"},
+		{2.5, "ms", "2.5 ms"},
+		{0.12345, "ms", "0.123 ms"},
+		{52.84, "KiB", "52.8 KiB"},
+		{1234.5, "MiB/s", "1234 MiB/s"},
+		{math.NaN(), "ms", "—"},
+	}
+	for _, tt := range tests {
+		if got := fmtValue(&tt.v, tt.unit); got != tt.want {
+			t.Errorf("fmtValue(%v, %q) = %q, want %q", tt.v, tt.unit, got, tt.want)
+		}
+	}
+	if got := fmtValue(nil, "ms"); got != "—" {
+		t.Errorf("fmtValue(nil) = %q", got)
+	}
+}
