@@ -1,0 +1,51 @@
+package bastion_test
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/xenbastion/xenbastion/bastion"
+	"github.com/xenbastion/xenbastion/bastion/bastiontest"
+)
+
+// TestCiphers drives both directions through each cipher a stock OpenSSH
+// client may pick, against the bastion's patched x/crypto transport
+// (third_party/README.md): a text console's echo, and a VNC client reading
+// a whole frame buffer through -L.
+func TestCiphers(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{})
+	vncsnapshot := bastiontest.NeedTool(t, "vncsnapshot")
+	for _, cipher := range []string{"chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr"} {
+		t.Run(cipher, func(t *testing.T) {
+			input := "echo " + strings.Repeat("z", 3000) + "\n"
+			r := runSSH(t, b, "alice", input, []string{"-c", cipher}, "console", "web-2")
+			if r.code != 0 || !strings.Contains(r.stdout, "\r\n"+strings.Repeat("z", 3000)+"\r\n") {
+				t.Fatalf("console with %s: exit %d, %d bytes out, stderr %q", cipher, r.code, len(r.stdout), r.stderr)
+			}
+
+			port := freePort(t)
+			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+			defer cancel()
+			tunnel := b.SSH(ctx, "alice", []string{"-N", "-c", cipher, "-o", "ExitOnForwardFailure=yes", "-L", fmt.Sprintf("127.0.0.1:%d:web-1:5900", port)})
+			if err := tunnel.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { tunnel.Process.Kill(); tunnel.Wait() }()
+			waitListening(t, port)
+			shot := filepath.Join(t.TempDir(), "shot.jpg")
+			if out, err := exec.CommandContext(ctx, vncsnapshot, "-allowblank", "-quality", "100", fmt.Sprintf("127.0.0.1::%d", port), shot).CombinedOutput(); err != nil {
+				t.Fatalf("vncsnapshot with %s: %v\n%s", cipher, err, out)
+			}
+			checkPattern(t, shot)
+		})
+	}
+	if evs := b.Events(t); len(evs) == 0 || evs[0].Event != bastion.EventAuthSuccess {
+		t.Errorf("audit log starts with %+v", evs[:min(1, len(evs))])
+	}
+}
