@@ -1,9 +1,11 @@
 package xapi
 
 import (
+	"crypto/tls"
 	"errors"
 	"io"
 	"testing"
+	"time"
 
 	"github.com/xenbastion/xenbastion/xapi/xapitest"
 )
@@ -60,4 +62,49 @@ func TestWarmOpen(t *testing.T) {
 	if err := open(); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("open after power-off: %v, want ErrNotRunning", err)
 	}
+}
+
+// TestSpareConnections: after a console dial the client keeps one TLS
+// connection to that host ready for the next CONNECT, and falls back to a
+// fresh dial when the host has dropped it.
+func TestSpareConnections(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, xapitest.Options{})
+	c := newClient(t, p)
+	vm := findVM(t, c, "web-1")
+	dial := func() {
+		t.Helper()
+		conn, err := c.DialConsole(t.Context(), vm, RFB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		banner := make([]byte, 12)
+		if _, err := io.ReadFull(conn, banner); err != nil || string(banner) != "RFB 003.008\n" {
+			t.Fatalf("banner %q, %v", banner, err)
+		}
+		conn.Close()
+	}
+	waitSpare := func() *tls.Conn {
+		t.Helper()
+		host := p.Host(0).Address()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+			c.spare.mu.Lock()
+			tc := c.spare.conns[host]
+			c.spare.mu.Unlock()
+			if tc != nil {
+				return tc
+			}
+		}
+		t.Fatal("no spare connection to the console host")
+		return nil
+	}
+	dial()
+	spare := waitSpare()
+	dial() // takes the spare
+	if again := waitSpare(); again == spare {
+		t.Error("the spare was not used")
+	}
+	// The host drops the waiting connection: the next dial still works.
+	waitSpare().NetConn().Close()
+	dial()
 }

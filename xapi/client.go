@@ -79,6 +79,8 @@ type Client struct {
 
 	// cache holds lookups and console records for warm opens.
 	cache *lookupCache
+	// spare holds pre-dialled console connections.
+	spare spares
 }
 
 // login is one login attempt that several callers may wait for.
@@ -373,6 +375,7 @@ func (c *Client) Close(ctx context.Context) error {
 		err = rpc(ctx, c, master, "session.logout", &void, session)
 	}
 	c.http.CloseIdleConnections()
+	c.spare.close()
 	return err
 }
 

@@ -105,10 +105,37 @@ func (c *Client) dialLocation(ctx context.Context, vm VM, con Console, session s
 
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
+	if tc := c.spare.take(host); tc != nil {
+		// Checked again: the known-hosts file may have changed since the
+		// spare's handshake.
+		if verify := c.tlsConfigFor(host).VerifyConnection; verify != nil {
+			if err := verify(tc.ConnectionState()); err != nil {
+				tc.Close()
+				return nil, err
+			}
+		}
+		conn, err := c.connect(ctx, tc, u, session)
+		var ce *ConnectError
+		if err == nil || errors.As(err, &ce) || errors.Is(err, errUnauthorised) {
+			c.refillSpare(host)
+			return conn, err
+		}
+		// The host dropped the waiting connection: dial afresh.
+	}
 	tc, err := c.dialTLS(ctx, host)
 	if err != nil {
 		return nil, withContextErr(ctx, err)
 	}
+	conn, err := c.connect(ctx, tc, u, session)
+	if err == nil {
+		c.refillSpare(host)
+	}
+	return conn, err
+}
+
+// connect sends CONNECT for the console at u over tc and reads the reply.
+// It closes tc on failure.
+func (c *Client) connect(ctx context.Context, tc *tls.Conn, u *url.URL, session string) (net.Conn, error) {
 	// The deadline covers the request and the reply header.
 	if d, ok := ctx.Deadline(); ok {
 		tc.SetDeadline(d)
