@@ -263,6 +263,14 @@ type consoleConn struct {
 	r *bufio.Reader
 }
 
+// Write sends a large write's TLS records in one system call.
+func (c *consoleConn) Write(p []byte) (int, error) {
+	if bc, ok := c.Conn.NetConn().(*batchConn); ok && len(p) > 16<<10 {
+		return bc.batch(func() (int, error) { return c.Conn.Write(p) })
+	}
+	return c.Conn.Write(p)
+}
+
 // Read drains the bytes buffered with the reply header first.
 func (c *consoleConn) Read(p []byte) (int, error) {
 	if c.r == nil {

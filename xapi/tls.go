@@ -27,7 +27,7 @@ func (c *Client) handshake(ctx context.Context, hostport string, cfg *tls.Config
 	if err != nil {
 		return nil, err
 	}
-	tc := tls.Client(raw, cfg)
+	tc := tls.Client(&batchConn{Conn: raw}, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, err
@@ -167,4 +167,47 @@ func (c *Client) readFingerprint(ctx context.Context, hostport string) (string, 
 		return "", errNoCertificate
 	}
 	return Fingerprint(certs[0].Raw), nil
+}
+
+// batchConn is the TCP connection under a TLS client. crypto/tls writes
+// each record of at most 16 KiB with its own system call; while batching,
+// batchConn gathers the records of one large Write and sends them with one.
+// Outside a batch it writes straight through.
+type batchConn struct {
+	net.Conn
+	mu  sync.Mutex // guards buf
+	buf *[]byte    // non-nil while batching
+}
+
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, 64<<10); return &b }}
+
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.buf != nil {
+		*b.buf = append(*b.buf, p...)
+		return len(p), nil
+	}
+	return b.Conn.Write(p)
+}
+
+// batch runs write (a tls.Conn Write) with its records gathered, then
+// sends them.
+func (b *batchConn) batch(write func() (int, error)) (int, error) {
+	b.mu.Lock()
+	b.buf = batchBufs.Get().(*[]byte)
+	b.mu.Unlock()
+	n, err := write()
+	b.mu.Lock()
+	buf := b.buf
+	b.buf = nil
+	if len(*buf) > 0 {
+		if _, werr := b.Conn.Write(*buf); werr != nil && err == nil {
+			n, err = 0, werr
+		}
+	}
+	b.mu.Unlock()
+	*buf = (*buf)[:0]
+	batchBufs.Put(buf)
+	return n, err
 }
