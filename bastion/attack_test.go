@@ -17,6 +17,8 @@ import (
 	"github.com/xenbastion/xenbastion/bastion"
 	"github.com/xenbastion/xenbastion/bastion/bastiontest"
 	"github.com/xenbastion/xenbastion/keys"
+
+	"github.com/xenbastion/xenbastion/internal/testtool"
 )
 
 // TestAttackSuite runs hostile cases against one running bastion. Each
@@ -24,7 +26,7 @@ import (
 // event, and leave the server up, while another user's console session
 // keeps working throughout (checked after every case).
 func TestAttackSuite(t *testing.T) {
-	bastiontest.NeedTool(t, "ssh")
+	testtool.NeedTool(t, "ssh")
 	users := []bastiontest.User{
 		{Name: "alice", Allow: []string{"*"}},
 		{Name: "mallory", Allow: []string{"web-*"}},

@@ -11,6 +11,8 @@ import (
 
 	"github.com/xenbastion/xenbastion/bastion"
 	"github.com/xenbastion/xenbastion/bastion/bastiontest"
+
+	"github.com/xenbastion/xenbastion/internal/testtool"
 )
 
 // TestCiphers drives both directions through each cipher a stock OpenSSH
@@ -20,7 +22,7 @@ import (
 func TestCiphers(t *testing.T) {
 	t.Parallel()
 	b := bastiontest.Start(t, bastiontest.Options{})
-	vncsnapshot := bastiontest.NeedTool(t, "vncsnapshot")
+	vncsnapshot := testtool.NeedTool(t, "vncsnapshot")
 	for _, cipher := range []string{"chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "aes128-ctr"} {
 		t.Run(cipher, func(t *testing.T) {
 			input := "echo " + strings.Repeat("z", 3000) + "\n"

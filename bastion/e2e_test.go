@@ -5,15 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"image/jpeg"
 	"io"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -21,6 +18,8 @@ import (
 	"github.com/xenbastion/xenbastion/bastion/bastiontest"
 	"github.com/xenbastion/xenbastion/xapi/xapitest"
 	"github.com/xenbastion/xenbastion/xapi/xapitest/rfb"
+
+	"github.com/xenbastion/xenbastion/internal/testtool"
 )
 
 // These tests drive a bastion with the real OpenSSH client, as users do.
@@ -33,7 +32,7 @@ type result struct {
 
 func runSSH(t *testing.T, b *bastiontest.Bastion, user string, stdin string, extra []string, command ...string) result {
 	t.Helper()
-	bastiontest.NeedTool(t, "ssh")
+	testtool.NeedTool(t, "ssh")
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	cmd := b.SSH(ctx, user, extra, command...)
@@ -163,12 +162,12 @@ func TestConsoleNoPTY(t *testing.T) {
 func TestConsolePTY(t *testing.T) {
 	t.Parallel()
 	b := bastiontest.Start(t, bastiontest.Options{})
-	bastiontest.NeedTool(t, "ssh")
+	testtool.NeedTool(t, "ssh")
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	cmd := b.SSH(ctx, "alice", []string{"-tt"}, "console", "web-1")
 	stdin, _ := cmd.StdinPipe()
-	var out syncBuffer
+	var out testtool.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -190,12 +189,12 @@ func TestConsolePTY(t *testing.T) {
 func TestPrompt(t *testing.T) {
 	t.Parallel()
 	b := bastiontest.Start(t, bastiontest.Options{})
-	bastiontest.NeedTool(t, "ssh")
+	testtool.NeedTool(t, "ssh")
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	cmd := b.SSH(ctx, "alice", []string{"-tt"})
 	stdin, _ := cmd.StdinPipe()
-	var out syncBuffer
+	var out testtool.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -222,7 +221,7 @@ func TestPrompt(t *testing.T) {
 func TestForwardSOCKS(t *testing.T) {
 	t.Parallel()
 	b := bastiontest.Start(t, bastiontest.Options{})
-	bastiontest.NeedTool(t, "ssh")
+	testtool.NeedTool(t, "ssh")
 	port := freePort(t)
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
@@ -275,13 +274,13 @@ func TestConsoleEnds(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			b := bastiontest.Start(t, bastiontest.Options{})
-			bastiontest.NeedTool(t, "ssh")
+			testtool.NeedTool(t, "ssh")
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
 			cmd := b.SSH(ctx, "alice", nil, "console", "web-1")
 			stdin, _ := cmd.StdinPipe() // kept open: the input does not end
 			defer stdin.Close()
-			var out, errb syncBuffer
+			var out, errb testtool.SyncBuffer
 			cmd.Stdout, cmd.Stderr = &out, &errb
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
@@ -309,15 +308,15 @@ func TestConsoleEnds(t *testing.T) {
 func TestForwardVNC(t *testing.T) {
 	t.Parallel()
 	b := bastiontest.Start(t, bastiontest.Options{})
-	vncsnapshot := bastiontest.NeedTool(t, "vncsnapshot")
-	bastiontest.NeedTool(t, "ssh")
+	vncsnapshot := testtool.NeedTool(t, "vncsnapshot")
+	testtool.NeedTool(t, "ssh")
 	for _, vm := range []string{"web-1", "db-1"} {
 		t.Run(vm, func(t *testing.T) {
 			port := freePort(t)
 			ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 			defer cancel()
 			tunnel := b.SSH(ctx, "alice", []string{"-N", "-o", "ExitOnForwardFailure=yes", "-L", fmt.Sprintf("127.0.0.1:%d:%s:5900", port, vm)})
-			var terr syncBuffer
+			var terr testtool.SyncBuffer
 			tunnel.Stderr = &terr
 			if err := tunnel.Start(); err != nil {
 				t.Fatal(err)
@@ -448,25 +447,7 @@ func TestAuthentication(t *testing.T) {
 	})
 }
 
-// syncBuffer is a bytes.Buffer safe for a writer and a reader goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func waitFor(t *testing.T, b *syncBuffer, s string) {
+func waitFor(t *testing.T, b *testtool.SyncBuffer, s string) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !strings.Contains(b.String(), s) {
@@ -506,16 +487,7 @@ func waitListening(t *testing.T, port int) {
 // of each colour bar and grey step.
 func checkPattern(t *testing.T, file string) {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := jpeg.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := rfb.Compare(img, 40); err != nil {
+	if err := rfb.CompareJPEGFile(file, 40); err != nil {
 		t.Error(err)
 	}
 }

@@ -11,20 +11,22 @@ import (
 
 	"github.com/xenbastion/xenbastion/bastion"
 	"github.com/xenbastion/xenbastion/bastion/bastiontest"
+
+	"github.com/xenbastion/xenbastion/internal/testtool"
 )
 
 // openConsole starts "ssh USER@bastion console VM" with its input held
 // open, and waits until the console answers.
-func openConsole(t *testing.T, b *bastiontest.Bastion, user, vm string) (cmd *exec.Cmd, stdin io.WriteCloser, stderr *syncBuffer) {
+func openConsole(t *testing.T, b *bastiontest.Bastion, user, vm string) (cmd *exec.Cmd, stdin io.WriteCloser, stderr *testtool.SyncBuffer) {
 	t.Helper()
-	bastiontest.NeedTool(t, "ssh")
+	testtool.NeedTool(t, "ssh")
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	t.Cleanup(cancel)
 	cmd = b.SSH(ctx, user, nil, "console", vm)
 	stdin, _ = cmd.StdinPipe()
 	t.Cleanup(func() { stdin.Close() })
-	var out syncBuffer
-	stderr = &syncBuffer{}
+	var out testtool.SyncBuffer
+	stderr = &testtool.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = &out, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -234,6 +234,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	select {
 	case <-waited:
+		s.ssh.Close()
 	case <-ctx.Done():
 		err = ctx.Err()
 		s.ssh.Close()
@@ -245,7 +246,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		case <-time.After(2 * time.Second):
 		}
 	}
-	s.ssh.Close()
 	<-done
 	return err
 }

@@ -15,22 +15,9 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
-)
 
-// needTool returns the path of the program name. If it is not installed the
-// test is skipped, or fails when the environment variable CI is "true": in
-// CI a missing tool is a broken runner, not a reason to test less.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is needed but not installed: %v", name, err)
-		}
-		t.Skipf("%s is not installed; skipping the check against it", name)
-	}
-	return path
-}
+	"github.com/xenbastion/xenbastion/internal/testtool"
+)
 
 // Lines of testdata/ed25519.pub and testdata/rsa.pub.
 const (
@@ -63,7 +50,7 @@ func readPublicKey(t *testing.T, name string) ssh.PublicKey {
 // file, one per key.
 func sshKeygenFingerprints(t *testing.T, file string) []string {
 	t.Helper()
-	out, err := exec.Command(needTool(t, "ssh-keygen"), "-l", "-E", "sha256", "-f", file).Output()
+	out, err := exec.Command(testtool.NeedTool(t, "ssh-keygen"), "-l", "-E", "sha256", "-f", file).Output()
 	if err != nil {
 		t.Fatalf("ssh-keygen -lf %s: %v", file, err)
 	}

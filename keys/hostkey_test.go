@@ -21,6 +21,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/xenbastion/xenbastion/internal/testtool"
 )
 
 func TestLoadOrCreateHostKey(t *testing.T) {
@@ -73,7 +75,7 @@ func TestLoadOrCreateHostKey(t *testing.T) {
 	}
 
 	t.Run("ssh-keygen reads it", func(t *testing.T) {
-		out, err := exec.Command(needTool(t, "ssh-keygen"), "-y", "-f", path).Output()
+		out, err := exec.Command(testtool.NeedTool(t, "ssh-keygen"), "-y", "-f", path).Output()
 		if err != nil {
 			t.Fatalf("ssh-keygen -y: %v", err)
 		}

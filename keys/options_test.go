@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/xenbastion/xenbastion/internal/testtool"
 )
 
 // plus2 is a zone two hours east of UTC, without summer time, standing in
@@ -109,7 +111,7 @@ func TestParseExpiryTimeLocal(t *testing.T) {
 // summer time (with it, OpenSSH reads summer times as standard time).
 func TestParseExpiryTimeSSHKeygen(t *testing.T) {
 	t.Parallel()
-	keygen := needTool(t, "ssh-keygen")
+	keygen := testtool.NeedTool(t, "ssh-keygen")
 	const zone = "Asia/Tokyo"
 	loc, err := time.LoadLocation(zone)
 	if err != nil {

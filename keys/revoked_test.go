@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/xenbastion/xenbastion/internal/testtool"
 )
 
 // newSigner returns a new ed25519 key.
@@ -244,7 +246,7 @@ func TestRevocationListErrors(t *testing.T) {
 // TestRevocationListKRL checks the error for a KRL made by ssh-keygen -k.
 func TestRevocationListKRL(t *testing.T) {
 	t.Parallel()
-	keygen := needTool(t, "ssh-keygen")
+	keygen := testtool.NeedTool(t, "ssh-keygen")
 	krl := filepath.Join(t.TempDir(), "revoked.krl")
 	if out, err := exec.Command(keygen, "-k", "-f", krl, filepath.Join("testdata", "ed25519.pub")).CombinedOutput(); err != nil {
 		t.Fatalf("ssh-keygen -k: %v: %s", err, out)

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/xenbastion/xenbastion/xapi/xapitest"
+
+	"github.com/xenbastion/xenbastion/internal/testtool"
 )
 
 // These tests cover trust on first use: the known-hosts file, and the
@@ -24,26 +26,8 @@ import (
 // "changed certificate" is simulated by editing the file: a host's line is
 // given another host's fingerprint.
 
-// syncBuffer is a bytes.Buffer for a logger shared by goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // withLog sends the client's log to buf.
-func withLog(buf *syncBuffer) func(*Config) {
+func withLog(buf *testtool.SyncBuffer) func(*Config) {
 	return func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(buf, nil)) }
 }
 
@@ -96,7 +80,7 @@ func TestTrustOnFirstUse(t *testing.T) {
 	p := newPool(t, xapitest.Options{})
 	dir := filepath.Join(t.TempDir(), "state")
 	file := filepath.Join(dir, "xapi_known_hosts")
-	var log syncBuffer
+	var log testtool.SyncBuffer
 	c := newTOFUClient(t, p, file, withLog(&log))
 
 	if err := c.Login(t.Context()); err != nil {
@@ -140,7 +124,7 @@ func TestTrustOnFirstUse(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log2 syncBuffer
+	var log2 testtool.SyncBuffer
 	c2 := newTOFUClient(t, p, file, withLog(&log2))
 	checkConsole(t, dial(t, c2, findVM(t, c2, "web-2"), RFB), RFB)
 	checkConsole(t, dial(t, c2, findVM(t, c2, "web-1"), RFB), RFB)
@@ -310,7 +294,7 @@ func TestFirstUseConcurrent(t *testing.T) {
 		t.Parallel()
 		p := newPool(t, xapitest.Options{})
 		file := filepath.Join(t.TempDir(), "known_hosts")
-		var log syncBuffer
+		var log testtool.SyncBuffer
 		var wg sync.WaitGroup
 		for range 8 {
 			c := newTOFUClient(t, p, file, withLog(&log))

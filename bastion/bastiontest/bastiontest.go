@@ -319,18 +319,3 @@ func mustRead(path string) string {
 	b, _ := os.ReadFile(path)
 	return string(b)
 }
-
-// NeedTool skips the test when a program it needs is missing, except under
-// CI=true, where a missing tool fails the test: CI installs what the tests
-// need.
-func NeedTool(t testing.TB, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not installed, and CI=true: .ci/run must install it", name)
-		}
-		t.Skipf("%s is not installed; skipping (install it to run this test)", name)
-	}
-	return path
-}

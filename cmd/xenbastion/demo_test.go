@@ -12,6 +12,8 @@ import (
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/xenbastion/xenbastion/internal/testtool"
 )
 
 // TestDemo sets $HOME, so it cannot be parallel.
@@ -41,7 +43,7 @@ func TestDemo(t *testing.T) {
 
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			var stdout, stderr syncBuffer
+			var stdout, stderr testtool.SyncBuffer
 			errc := make(chan error, 1)
 			go func() { errc <- demo(ctx, "127.0.0.1:0", dir, &stdout, &stderr) }()
 			addr := waitFor(t, &stdout, regexp.MustCompile(`the bastion on (\S+)\n`), errc)

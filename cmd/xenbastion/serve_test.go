@@ -22,29 +22,13 @@ import (
 
 	"github.com/xenbastion/xenbastion/keys"
 	"github.com/xenbastion/xenbastion/xapi/xapitest"
+
+	"github.com/xenbastion/xenbastion/internal/testtool"
 )
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // waitFor polls out until re matches, and returns the first submatch. It
 // fails the test if errc reports first or after 10 s.
-func waitFor(t *testing.T, out *syncBuffer, re *regexp.Regexp, errc <-chan error) string {
+func waitFor(t *testing.T, out *testtool.SyncBuffer, re *regexp.Regexp, errc <-chan error) string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -65,9 +49,9 @@ var listeningRE = regexp.MustCompile(`msg="xenbastion listening" addr=(\S+)`)
 
 // startServe runs serve on the configuration at path until the test ends or
 // stop is called, and returns the address it listens on and its log.
-func startServe(t *testing.T, path string) (addr string, log *syncBuffer, stop func() error) {
+func startServe(t *testing.T, path string) (addr string, log *testtool.SyncBuffer, stop func() error) {
 	t.Helper()
-	log = &syncBuffer{}
+	log = &testtool.SyncBuffer{}
 	ctx, cancel := context.WithCancel(t.Context())
 	errc := make(chan error, 1)
 	go func() { errc <- serve(ctx, path, log) }()
@@ -278,7 +262,7 @@ func TestServeCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	errc := make(chan error, 1)
-	var log syncBuffer
+	var log testtool.SyncBuffer
 	go func() { errc <- serve(ctx, path, &log) }()
 	select {
 	case err := <-errc:
@@ -401,7 +385,7 @@ func TestServeStartErrors(t *testing.T) {
 			// and the test fails for want of an error.
 			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 			defer cancel()
-			var log syncBuffer
+			var log testtool.SyncBuffer
 			err := serve(ctx, path, &log)
 			if err == nil {
 				t.Fatalf("serve = nil, want an error; log:\n%s", &log)

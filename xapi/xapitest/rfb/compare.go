@@ -3,6 +3,8 @@ package rfb
 import (
 	"fmt"
 	"image"
+	"image/jpeg"
+	"os"
 )
 
 // Compare checks that img shows the test pattern, at the middle of each
@@ -28,4 +30,18 @@ func Compare(img image.Image, tolerance int) error {
 		}
 	}
 	return nil
+}
+
+// CompareJPEGFile is Compare for a JPEG file, such as vncsnapshot writes.
+func CompareJPEGFile(file string, tolerance int) error {
+	f, err := os.Open(file)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	img, err := jpeg.Decode(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	return Compare(img, tolerance)
 }

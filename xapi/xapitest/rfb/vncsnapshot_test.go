@@ -4,30 +4,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"image/jpeg"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
-)
 
-// needTool returns the path of the program name. If it is not installed the
-// test is skipped, or fails when the environment variable CI is "true": in
-// CI a missing tool is a broken runner, not a reason to test less.
-func needTool(t *testing.T, name string) string {
-	t.Helper()
-	path, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is needed but not installed: %v", name, err)
-		}
-		t.Skipf("%s is not installed (Debian package vncsnapshot); skipping the test with a real VNC client", name)
-	}
-	return path
-}
+	"github.com/xenbastion/xenbastion/internal/testtool"
+)
 
 // listen serves RFB on a TCP port of 127.0.0.1 until the test ends, and
 // returns the port. Each connection's Serve error is reported to the test.
@@ -63,7 +48,7 @@ func listen(t *testing.T) int {
 // checks that they show the test pattern.
 func TestVNCSnapshot(t *testing.T) {
 	t.Parallel()
-	vncsnapshot := needTool(t, "vncsnapshot")
+	vncsnapshot := testtool.NeedTool(t, "vncsnapshot")
 	tests := []struct {
 		name  string
 		count int // screenshots per connection
@@ -108,16 +93,7 @@ func TestVNCSnapshot(t *testing.T) {
 // middle of each bar and grey step, within the tolerance JPEG needs.
 func checkSnapshot(t *testing.T, file string) {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := jpeg.Decode(f)
-	if err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	if err := Compare(img, 40); err != nil {
+	if err := CompareJPEGFile(file, 40); err != nil {
 		t.Errorf("%s: %v", filepath.Base(file), err)
 	}
 }
