@@ -109,25 +109,15 @@ func (a *AuditLog) Write(ev Event, sync bool) error {
 	return nil
 }
 
-// WriteAsyncSync appends ev now and syncs the file in the background:
-// wait returns the sync's outcome. Callers overlap the sync with other
-// work and call wait before acting on the record.
-func (a *AuditLog) WriteAsyncSync(ev Event) (wait func() error, err error) {
-	if err := a.Write(ev, false); err != nil {
-		return nil, err
-	}
+// Sync flushes the records written so far to disk.
+func (a *AuditLog) Sync() error {
 	if a == nil || a.file == nil {
-		return func() error { return nil }, nil
+		return nil
 	}
-	done := make(chan error, 1)
-	go func() {
-		err := a.file.Sync()
-		if err != nil {
-			err = fmt.Errorf("audit log: sync: %w", err)
-		}
-		done <- err
-	}()
-	return func() error { return <-done }, nil
+	if err := a.file.Sync(); err != nil {
+		return fmt.Errorf("audit log: sync: %w", err)
+	}
+	return nil
 }
 
 // Close closes the log's file, if it has one.

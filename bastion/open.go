@@ -127,8 +127,8 @@ func (s *Server) find(ctx context.Context, user string, raw string, proto xapi.P
 // the denial says what to tell the user.
 //
 // console.start is written before the CONNECT and synced while it runs: the
-// sync costs about as much as the dial, and no byte is relayed before both
-// are done.
+// sync costs about as much as a warm dial, and no byte is relayed before
+// both are done.
 func (s *Server) open(ctx context.Context, st *connState, raw string, p xapi.Protocol, via string) (*consoleSession, net.Conn, *denial) {
 	user := st.userName()
 	octx, cancel := context.WithTimeout(ctx, s.consoleTimeout())
@@ -162,18 +162,39 @@ func (s *Server) open(ctx context.Context, st *connState, raw string, p xapi.Pro
 		}
 		return refused(d)
 	}
-	conn, err := pool.DialConsole(octx, vm, p)
-	if err != nil {
-		d := s.dialDenial(octx, pool, vm, p, err)
+	// The dial runs in its own goroutine so that it is under way while
+	// this one is blocked in the sync; started the other way round, the
+	// sync waited for a free thread.
+	type dialed struct {
+		conn net.Conn
+		err  error
+	}
+	dc := make(chan dialed, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil { // as the handler's recoverPanic would
+				s.log.Error("console dial panic", "panic", v)
+				dc <- dialed{err: errors.New("console dial failed")}
+			}
+		}()
+		conn, err := pool.DialConsole(octx, vm, p)
+		dc <- dialed{conn, err}
+	}()
+	ev := cs.ev
+	s.log.Info("console start", "conn", ev.ConnID, "session", cs.id, "user", ev.User, "pool", vm.Pool, "vm", vm.Name, "protocol", p, "via", via)
+	syncErr := s.Audit.Sync()
+	r := <-dc
+	if r.err != nil {
+		d := s.dialDenial(octx, pool, vm, p, r.err)
 		cs.end(d.reason)
 		return nil, nil, d
 	}
-	if err := cs.synced(); err != nil {
-		conn.Close()
+	if syncErr != nil {
+		r.conn.Close()
 		cs.end(EndAuditFailed)
-		return nil, nil, &denial{msg: beginFailure(err), reason: EndAuditFailed, code: gossh.ConnectionFailed, vm: &vm, err: err}
+		return nil, nil, &denial{msg: beginFailure(syncErr), reason: EndAuditFailed, code: gossh.ConnectionFailed, vm: &vm, err: syncErr}
 	}
-	return cs, conn, nil
+	return cs, r.conn, nil
 }
 
 // dialDenial says why a console could not be opened.

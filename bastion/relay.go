@@ -136,9 +136,6 @@ type consoleSession struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	stop   func() bool // stops watching the server's shutdown
-	// synced waits until console.start is on disk; no byte is relayed
-	// before.
-	synced func() error
 
 	bytesIn, bytesOut atomic.Int64
 	lastOut           atomic.Int64 // unix nanos of the last console output
@@ -146,7 +143,7 @@ type consoleSession struct {
 }
 
 // begin registers the session, so that shutdowns and reloads can end it,
-// writes console.start and starts syncing it (cs.synced waits for that). It expects
+// and writes console.start (open logs the start and syncs it). It expects
 // the user's console slot to be taken (open does that) and gives it back
 // if it fails. If the record cannot be written the console is not relayed.
 func (s *Server) begin(ctx context.Context, st *connState, vm xapi.VM, p xapi.Protocol, via string) (*consoleSession, error) {
@@ -171,7 +168,7 @@ func (s *Server) begin(ctx context.Context, st *connState, vm xapi.VM, p xapi.Pr
 	case !s.currentPolicy().Decide(ev.User, vm, p).Allowed:
 		err = errRevoked
 	default:
-		cs.synced, err = s.Audit.WriteAsyncSync(ev)
+		err = s.Audit.Write(ev, false) // open syncs it, overlapped with the dial
 	}
 	if err != nil {
 		if !errors.Is(err, errShutdown) && !errors.Is(err, errRevoked) {
@@ -180,7 +177,6 @@ func (s *Server) begin(ctx context.Context, st *connState, vm xapi.VM, p xapi.Pr
 		cs.unregister()
 		return nil, err
 	}
-	s.log.Info("console start", "conn", ev.ConnID, "session", cs.id, "user", ev.User, "pool", vm.Pool, "vm", vm.Name, "protocol", p, "via", via)
 	return cs, nil
 }
 

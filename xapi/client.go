@@ -81,6 +81,13 @@ type Client struct {
 	cache *lookupCache
 	// spare holds pre-dialled console connections.
 	spare spares
+	// tls12 holds the hosts ("host:port") whose last handshake chose TLS
+	// 1.2, as xapi's policy does: later ClientHellos to them offer only
+	// 1.2, which spares the TLS 1.3 key share that Go would otherwise make
+	// for every dial (an X25519 key generation, most of a resumed
+	// handshake's CPU). A failed handshake drops the memo; a host upgraded
+	// to 1.3 is offered 1.2 until then or until the process restarts.
+	tls12 sync.Map
 }
 
 // login is one login attempt that several callers may wait for.

@@ -1654,3 +1654,46 @@ func TestHostPort(t *testing.T) {
 		})
 	}
 }
+
+// TestTLS12Memo: once a host has chosen TLS 1.2, as xapi does, the next
+// ClientHello to it offers only 1.2 (no TLS 1.3 key share to compute); a
+// host that speaks 1.3 keeps being offered it.
+func TestTLS12Memo(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name       string
+		serverMax  uint16
+		wantSecond uint16 // the highest version the second hello offers
+	}{
+		{"host speaks 1.2", tls.VersionTLS12, tls.VersionTLS12},
+		{"host speaks 1.3", tls.VersionTLS13, tls.VersionTLS13},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var mu sync.Mutex
+			var offered []uint16
+			srv := httptest.NewUnstartedServer(http.NotFoundHandler())
+			srv.TLS = &tls.Config{MaxVersion: tc.serverMax, GetConfigForClient: func(h *tls.ClientHelloInfo) (*tls.Config, error) {
+				mu.Lock()
+				defer mu.Unlock()
+				offered = append(offered, slices.Max(h.SupportedVersions))
+				return nil, nil
+			}}
+			srv.StartTLS()
+			t.Cleanup(srv.Close)
+			c := newFakeClient(t, srv)
+			for range 2 {
+				conn, err := c.dialTLS(t.Context(), srv.Listener.Addr().String())
+				if err != nil {
+					t.Fatal(err)
+				}
+				conn.Close()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if want := []uint16{tls.VersionTLS13, tc.wantSecond}; !slices.Equal(offered, want) {
+				t.Errorf("highest versions offered: %#x, want %#x", offered, want)
+			}
+		})
+	}
+}

@@ -30,7 +30,13 @@ func (c *Client) handshake(ctx context.Context, hostport string, cfg *tls.Config
 	tc := tls.Client(&batchConn{Conn: raw}, cfg)
 	if err := tc.HandshakeContext(ctx); err != nil {
 		raw.Close()
+		c.tls12.Delete(hostport)
 		return nil, err
+	}
+	if tc.ConnectionState().Version == tls.VersionTLS12 {
+		c.tls12.Store(hostport, true)
+	} else {
+		c.tls12.Delete(hostport)
 	}
 	return tc, nil
 }
@@ -42,6 +48,9 @@ func (c *Client) handshake(ctx context.Context, hostport string, cfg *tls.Config
 func (c *Client) tlsConfigFor(hostport string) *tls.Config {
 	cfg := c.tls.Clone()
 	setServerName(cfg, hostport)
+	if _, ok := c.tls12.Load(hostport); ok {
+		cfg.MaxVersion = tls.VersionTLS12
+	}
 	switch verify := cfg.VerifyConnection; {
 	case c.known != nil:
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
