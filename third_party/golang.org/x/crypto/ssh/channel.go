@@ -374,7 +374,11 @@ func (c *channel) adjustWindow(adj uint32) error {
 	// exceed the initial window setting, we don't worry about overflow.
 	c.myConsumed += adj
 	var sendAdj uint32
-	if (channelWindowSize-c.myWindow > 3*c.maxIncomingPayload) ||
+	// xenbastion patch: credit the window back once 8 packets' worth is
+	// used instead of 3. Each adjust is a packet and a write of its own,
+	// made per Read here (OpenSSH checks once per loop over everything it
+	// read), and a sender that keeps up has 7/8 of the window or more.
+	if (channelWindowSize-c.myWindow > 8*c.maxIncomingPayload) ||
 		(c.myWindow < channelWindowSize/2) {
 		sendAdj = c.myConsumed
 		c.myConsumed = 0

@@ -18,8 +18,6 @@ import (
 	"io"
 	"slices"
 
-	"golang.org/x/crypto/chacha20"
-	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/internal/poly1305"
 )
 
@@ -723,14 +721,11 @@ type chacha20Poly1305Cipher struct {
 	lengthKey  [32]byte
 	contentKey [32]byte
 	buf        []byte
-	// content is IETF ChaCha20-Poly1305 keyed with contentKey. Its
-	// keystream for a nonce (block 1 on) is the one this construction
-	// encrypts the payload with, and its amd64 assembly is several times
-	// faster than package chacha20's generic code, so Seal does the
-	// payload's XOR (its own tag is overwritten or unused). xenbastion
-	// patch: see third_party/README.md.
-	content cipher.AEAD
 }
+
+// xenbastion patch: the keystreams and MACs come from chachaXOR and
+// poly1305Sum/poly1305Verify (chacha_amd64.go, chacha_other.go), which use
+// assembly on amd64; see third_party/README.md.
 
 func newChaCha20Cipher(key, unusedIV, unusedMACKey []byte, unusedAlgs DirectionAlgorithms) (packetCipher, error) {
 	if len(key) != 64 {
@@ -743,24 +738,27 @@ func newChaCha20Cipher(key, unusedIV, unusedMACKey []byte, unusedAlgs DirectionA
 
 	copy(c.contentKey[:], key[:32])
 	copy(c.lengthKey[:], key[32:])
-	aead, err := chacha20poly1305.New(c.contentKey[:])
-	if err != nil {
-		return nil, err
-	}
-	c.content = aead
 	return c, nil
 }
 
+// sshNonce is the 64-bit nonce of packet seqNum: the sequence number,
+// big-endian.
+func sshNonce(seqNum uint32) [8]byte {
+	var n [8]byte
+	binary.BigEndian.PutUint32(n[4:], seqNum)
+	return n
+}
+
+// polyKey is the packet's Poly1305 key: the first 32 bytes of block 0 of
+// the content keystream.
+func (c *chacha20Poly1305Cipher) polyKey(seqNum uint32) *[32]byte {
+	var k [32]byte
+	chachaXOR(k[:], k[:], &c.contentKey, seqNum, 0)
+	return &k
+}
+
 func (c *chacha20Poly1305Cipher) readCipherPacket(seqNum uint32, r io.Reader) ([]byte, error) {
-	nonce := make([]byte, 12)
-	binary.BigEndian.PutUint32(nonce[8:], seqNum)
-	s, err := chacha20.NewUnauthenticatedCipher(c.contentKey[:], nonce)
-	if err != nil {
-		return nil, err
-	}
-	var polyKey, discardBuf [32]byte
-	s.XORKeyStream(polyKey[:], polyKey[:])
-	s.XORKeyStream(discardBuf[:], discardBuf[:]) // skip the next 32 bytes
+	polyKey := c.polyKey(seqNum)
 
 	encryptedLength := c.buf[:4]
 	if _, err := io.ReadFull(r, encryptedLength); err != nil {
@@ -768,11 +766,7 @@ func (c *chacha20Poly1305Cipher) readCipherPacket(seqNum uint32, r io.Reader) ([
 	}
 
 	var lenBytes [4]byte
-	ls, err := chacha20.NewUnauthenticatedCipher(c.lengthKey[:], nonce)
-	if err != nil {
-		return nil, err
-	}
-	ls.XORKeyStream(lenBytes[:], encryptedLength)
+	chachaXOR(lenBytes[:], encryptedLength, &c.lengthKey, seqNum, 0)
 
 	length := binary.BigEndian.Uint32(lenBytes[:])
 	if length > maxPacket {
@@ -794,13 +788,12 @@ func (c *chacha20Poly1305Cipher) readCipherPacket(seqNum uint32, r io.Reader) ([
 
 	var mac [poly1305.TagSize]byte
 	copy(mac[:], c.buf[contentEnd:packetEnd])
-	if !poly1305.Verify(&mac, c.buf[:contentEnd], &polyKey) {
+	if !poly1305Verify(&mac, c.buf[:contentEnd], polyKey) {
 		return nil, errors.New("ssh: MAC failure")
 	}
 
 	plain := c.buf[4:contentEnd]
-	// In place: the 16 bytes after plain held the MAC, already checked.
-	c.content.Seal(plain[:0], nonce, plain, nil)
+	chachaXOR(plain, plain, &c.contentKey, seqNum, 1)
 
 	if len(plain) == 0 {
 		return nil, errors.New("ssh: empty packet")
@@ -823,15 +816,7 @@ func (c *chacha20Poly1305Cipher) readCipherPacket(seqNum uint32, r io.Reader) ([
 }
 
 func (c *chacha20Poly1305Cipher) writeCipherPacket(seqNum uint32, w io.Writer, rand io.Reader, payload []byte) error {
-	nonce := make([]byte, 12)
-	binary.BigEndian.PutUint32(nonce[8:], seqNum)
-	s, err := chacha20.NewUnauthenticatedCipher(c.contentKey[:], nonce)
-	if err != nil {
-		return err
-	}
-	var polyKey, discardBuf [32]byte
-	s.XORKeyStream(polyKey[:], polyKey[:])
-	s.XORKeyStream(discardBuf[:], discardBuf[:]) // skip the next 32 bytes
+	polyKey := c.polyKey(seqNum)
 
 	// There is no blocksize, so fall back to multiple of 8 byte
 	// padding, as described in RFC 4253, Sec 6.
@@ -851,11 +836,7 @@ func (c *chacha20Poly1305Cipher) writeCipherPacket(seqNum uint32, w io.Writer, r
 	}
 
 	binary.BigEndian.PutUint32(c.buf, uint32(1+len(payload)+padding))
-	ls, err := chacha20.NewUnauthenticatedCipher(c.lengthKey[:], nonce)
-	if err != nil {
-		return err
-	}
-	ls.XORKeyStream(c.buf, c.buf[:4])
+	chachaXOR(c.buf[:4], c.buf[:4], &c.lengthKey, seqNum, 0)
 	c.buf[4] = byte(padding)
 	copy(c.buf[5:], payload)
 	packetEnd := 5 + len(payload) + padding
@@ -863,11 +844,10 @@ func (c *chacha20Poly1305Cipher) writeCipherPacket(seqNum uint32, w io.Writer, r
 		return err
 	}
 
-	// In place; Seal's own tag lands where the MAC goes next.
-	c.content.Seal(c.buf[4:4], nonce, c.buf[4:packetEnd], nil)
+	chachaXOR(c.buf[4:packetEnd], c.buf[4:packetEnd], &c.contentKey, seqNum, 1)
 
 	var mac [poly1305.TagSize]byte
-	poly1305.Sum(&mac, c.buf[:packetEnd], &polyKey)
+	poly1305Sum(&mac, c.buf[:packetEnd], polyKey)
 
 	copy(c.buf[packetEnd:], mac[:])
 

@@ -1,0 +1,130 @@
+// xenbastion patch: checks chacha_amd64.go's assembly against the packages
+// upstream uses.
+
+package ssh
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"testing"
+
+	"golang.org/x/crypto/chacha20"
+	"golang.org/x/crypto/internal/poly1305"
+)
+
+// refXOR is chachaXOR done with package chacha20, as upstream does.
+func refXOR(dst, src []byte, key *[32]byte, seq uint32, counter uint64) {
+	var nonce [12]byte
+	n := sshNonce(seq)
+	copy(nonce[4:], n[:])
+	c, err := chacha20.NewUnauthenticatedCipher(key[:], nonce[:])
+	if err != nil {
+		panic(err)
+	}
+	c.SetCounter(uint32(counter))
+	c.XORKeyStream(dst, src)
+}
+
+// testLengths are the message lengths checked: every length around the
+// block sizes of the assembly (64-byte ChaCha20 blocks, up to 8 of them
+// at once; 16-byte Poly1305 blocks, 4 at once) and packet-sized ones.
+func testLengths(r *rand.Rand) []int {
+	var ls []int
+	for n := 0; n <= 1100; n++ {
+		ls = append(ls, n)
+	}
+	for range 60 {
+		ls = append(ls, r.IntN(maxPacket+1))
+	}
+	return append(ls, 32768, 32768+5+16, maxPacket)
+}
+
+func TestChachaXORMatchesPackage(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var key [32]byte
+	for _, n := range testLengths(r) {
+		for i := range key {
+			key[i] = byte(r.Uint32())
+		}
+		seq := []uint32{0, 1, r.Uint32(), 0xffffffff}[n%4]
+		for _, counter := range []uint64{0, 1} {
+			src := make([]byte, n)
+			for i := range src {
+				src[i] = byte(r.Uint32())
+			}
+			want := make([]byte, n)
+			refXOR(want, src, &key, seq, counter)
+			got := make([]byte, n)
+			chachaXOR(got, src, &key, seq, counter)
+			if !bytes.Equal(got, want) {
+				t.Fatalf("length %d, seq %d, counter %d: keystream differs", n, seq, counter)
+			}
+			chachaXOR(src, src, &key, seq, counter) // in place
+			if !bytes.Equal(src, want) {
+				t.Fatalf("length %d, seq %d, counter %d: in-place keystream differs", n, seq, counter)
+			}
+		}
+	}
+}
+
+func TestPoly1305MatchesPackage(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	var key [32]byte
+	for _, n := range testLengths(r) {
+		for i := range key {
+			key[i] = byte(r.Uint32())
+		}
+		msg := make([]byte, n)
+		for i := range msg {
+			msg[i] = byte(r.Uint32())
+		}
+		var want, got [16]byte
+		poly1305.Sum(&want, msg, &key)
+		poly1305Sum(&got, msg, &key)
+		if got != want {
+			t.Fatalf("length %d: tag %x, want %x", n, got, want)
+		}
+		if !poly1305Verify(&want, msg, &key) {
+			t.Fatalf("length %d: the right tag does not verify", n)
+		}
+		want[n%16] ^= 1 << (n % 8)
+		if poly1305Verify(&want, msg, &key) {
+			t.Fatalf("length %d: a wrong tag verifies", n)
+		}
+	}
+}
+
+// TestChachaCipherRoundTrip: packets written by the cipher read back, and
+// a flipped bit anywhere is a MAC failure.
+func TestChachaCipherRoundTrip(t *testing.T) {
+	key := bytes.Repeat([]byte{9}, 64)
+	w, _ := newChaCha20Cipher(key, nil, nil, DirectionAlgorithms{})
+	rd, _ := newChaCha20Cipher(key, nil, nil, DirectionAlgorithms{})
+	r := rand.New(rand.NewPCG(5, 6))
+	for seq, n := range []int{1, 7, 64, 1000, 32768, 35000} {
+		payload := make([]byte, n)
+		for i := range payload {
+			payload[i] = byte(r.Uint32())
+		}
+		var wire bytes.Buffer
+		if err := w.writeCipherPacket(uint32(seq), &wire, zeroReader{}, payload); err != nil {
+			t.Fatal(err)
+		}
+		raw := bytes.Clone(wire.Bytes())
+		got, err := rd.readCipherPacket(uint32(seq), &wire)
+		if err != nil || !bytes.Equal(got, payload) {
+			t.Fatalf("%d bytes: read back %d bytes, %v", n, len(got), err)
+		}
+		raw[len(raw)/2] ^= 0x40
+		if _, err := rd.readCipherPacket(uint32(seq), bytes.NewReader(raw)); err == nil {
+			t.Fatalf("%d bytes: a corrupted packet was accepted", n)
+		}
+	}
+}
+
+type zeroReader struct{}
+
+func (zeroReader) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
