@@ -127,7 +127,7 @@ func (h *harness) runThroughput(ctx context.Context) {
 			h.rep.add(r.check("≥ 1.0x sshd (aim 1.2x)", r.Ratio, func(x float64) bool { return x >= 1.0 }))
 		}
 		if h.profileDir != "" && cipher != "" {
-			h.profileThroughput(ctx, p, label, median(res[down][0])+median(res[up][0]))
+			h.profileThroughput(ctx, p, label, map[string]float64{down: median(res[down][0]), up: median(res[up][0])})
 		}
 		p.stop()
 	}
@@ -168,24 +168,33 @@ func (h *harness) measureThroughput(ctx context.Context, p *tputPaths) map[strin
 }
 
 // profileThroughput takes a CPU profile of the bastion over one more
-// transfer each way (not counted in the figures).
-func (h *harness) profileThroughput(ctx context.Context, p *tputPaths, label string, mibsSum float64) {
-	// Seconds for both transfers at the median rates, and a margin.
-	secs := int(math.Ceil(2*float64(h.size)/(1<<20)/(mibsSum/2))) + 2
-	file := h.profilePath("cpu-" + shortCipher(label) + ".pb.gz")
-	errc := make(chan error, 1)
-	go func() { errc <- h.bastion.fetchProfile(fmt.Sprintf("profile?seconds=%d", secs), file) }()
-	time.Sleep(300 * time.Millisecond)
+// transfer each way (not counted in the figures), one profile per
+// direction: the two directions' paths through the bastion differ.
+func (h *harness) profileThroughput(ctx context.Context, p *tputPaths, label string, mibs map[string]float64) {
 	for _, dir := range []string{down, up} {
+		// Seconds for the transfer at the median rate, and a margin.
+		secs := int(math.Ceil(float64(h.size)/(1<<20)/mibs[dir])) + 1
+		file := h.profilePath("cpu-" + shortCipher(label) + "-" + fileDir(dir) + ".pb.gz")
+		errc := make(chan error, 1)
+		go func() { errc <- h.bastion.fetchProfile(fmt.Sprintf("profile?seconds=%d", secs), file) }()
+		time.Sleep(300 * time.Millisecond)
 		if _, err := h.transfer(ctx, p, false, dir, h.size); err != nil {
 			h.rep.problem("profiled transfer %s: %v", dir, err)
 		}
+		if err := <-errc; err != nil {
+			h.rep.problem("cpu profile: %v", err)
+			return
+		}
+		h.pprofTop(file, "")
 	}
-	if err := <-errc; err != nil {
-		h.rep.problem("cpu profile: %v", err)
-		return
+}
+
+// fileDir names a direction in a file name.
+func fileDir(dir string) string {
+	if dir == down {
+		return "vm-to-client"
 	}
-	h.pprofTop(file, "")
+	return "client-to-vm"
 }
 
 func btoi(b bool) int {
