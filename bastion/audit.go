@@ -101,10 +101,8 @@ func (a *AuditLog) Write(ev Event, sync bool) error {
 	if _, err := a.w.Write(line); err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}
-	if sync && a.file != nil {
-		if err := a.file.Sync(); err != nil {
-			return fmt.Errorf("audit log: sync: %w", err)
-		}
+	if sync {
+		return a.Sync()
 	}
 	return nil
 }

@@ -171,14 +171,10 @@ func (s *Server) open(ctx context.Context, st *connState, raw string, p xapi.Pro
 	}
 	dc := make(chan dialed, 1)
 	go func() {
-		defer func() {
-			if v := recover(); v != nil { // as the handler's recoverPanic would
-				s.log.Error("console dial panic", "panic", v)
-				dc <- dialed{err: errors.New("console dial failed")}
-			}
-		}()
-		conn, err := pool.DialConsole(octx, vm, p)
-		dc <- dialed{conn, err}
+		r := dialed{err: errors.New("console dial failed")} // what a panic leaves
+		defer func() { dc <- r }()
+		defer s.recoverPanic("console dial")
+		r.conn, r.err = pool.DialConsole(octx, vm, p)
 	}()
 	ev := cs.ev
 	s.log.Info("console start", "conn", ev.ConnID, "session", cs.id, "user", ev.User, "pool", vm.Pool, "vm", vm.Name, "protocol", p, "via", via)
