@@ -105,6 +105,19 @@ type channelReader struct{ io.Reader }
 
 func (r channelReader) ReadContext(_ context.Context, p []byte) (int, error) { return r.Read(p) }
 
+// consoleWriter writes a client's input to the console, counting it.
+type consoleWriter struct {
+	cs      *consoleSession
+	console io.Writer
+}
+
+func (w consoleWriter) Write(p []byte) (int, error) {
+	n, err := w.console.Write(p)
+	w.cs.bytesIn.Add(int64(n))
+	w.cs.lastActive.Store(time.Now().UnixNano())
+	return n, err
+}
+
 // relayMode says how a relay treats the end of the client's input.
 type relayMode int
 
@@ -398,6 +411,15 @@ var errDetach = errors.New("detach")
 // end of the input, errDetach when the escape key is typed in ptyMode, and
 // another error when either side fails.
 func (cs *consoleSession) copyIn(ctx context.Context, console io.Writer, in ctxReader, mode relayMode) error {
+	if r, ok := in.(channelReader); ok && mode == forwardMode {
+		// x/crypto's channel (patched: third_party/README.md) hands over
+		// each packet's data where it was decrypted, saving a copy per
+		// packet; it returns nil at EOF, as this does.
+		if wt, ok := r.Reader.(io.WriterTo); ok {
+			_, err := wt.WriteTo(consoleWriter{cs, console})
+			return err
+		}
+	}
 	buf := new(copyBuffer)
 	defer buf.release()
 	for {

@@ -68,6 +68,30 @@ func (b *buffer) eof() {
 	b.Cond.L.Unlock()
 }
 
+// next removes the next piece of data from the buffer and returns it with
+// the pooled packet it is part of, if any, which the caller recycles once
+// it has used the data (xenbastion patch). It blocks until there is data
+// or the buffer is closed, then returns io.EOF.
+func (b *buffer) next() (buf, packet []byte, err error) {
+	b.Cond.L.Lock()
+	defer b.Cond.L.Unlock()
+	for {
+		if len(b.head.buf) > 0 {
+			buf, packet = b.head.buf, b.head.packet
+			b.head.buf, b.head.packet = nil, nil
+			return buf, packet, nil
+		}
+		if b.head != b.tail {
+			b.head = b.head.next
+			continue
+		}
+		if b.closed {
+			return nil, nil, io.EOF
+		}
+		b.Cond.Wait()
+	}
+}
+
 // Read reads data from the internal buffer in buf.  Reads will block
 // if no data is available, or until the buffer is closed.
 func (b *buffer) Read(buf []byte) (n int, err error) {

@@ -374,12 +374,12 @@ func (c *channel) adjustWindow(adj uint32) error {
 	// exceed the initial window setting, we don't worry about overflow.
 	c.myConsumed += adj
 	var sendAdj uint32
-	// xenbastion patch: credit the window back once 8 packets' worth is
-	// used instead of 3. Each adjust is a packet and a write of its own,
-	// made per Read here (OpenSSH checks once per loop over everything it
-	// read), and a sender that keeps up has 7/8 of the window or more.
-	if (channelWindowSize-c.myWindow > 8*c.maxIncomingPayload) ||
-		(c.myWindow < channelWindowSize/2) {
+	// xenbastion patch: credit the window back once half of it is used,
+	// not every 3 packets' worth. Each adjust is a packet and a write of
+	// its own, made per Read here (OpenSSH checks once per loop over
+	// everything it read); a sender that keeps up still has at least half
+	// the window (1 MiB) in hand.
+	if c.myWindow < channelWindowSize/2 {
 		sendAdj = c.myConsumed
 		c.myConsumed = 0
 		c.myWindow += sendAdj
@@ -612,6 +612,37 @@ func (ch *channel) Read(data []byte) (int, error) {
 		return 0, errUndecided
 	}
 	return ch.ReadExtended(data, 0)
+}
+
+// WriteTo writes the channel's data to w until the peer's EOF, or until
+// the channel is closed (xenbastion patch): each packet's data goes to w
+// from the buffer it was decrypted in, without the copy Read makes. w
+// must not keep the slices it is given (see io.Writer).
+func (ch *channel) WriteTo(w io.Writer) (int64, error) {
+	if !ch.decided {
+		return 0, errUndecided
+	}
+	var n int64
+	for {
+		data, packet, err := ch.pending.next()
+		if err == io.EOF {
+			return n, nil
+		}
+		if err != nil {
+			return n, err
+		}
+		m, werr := w.Write(data)
+		n += int64(m)
+		recyclePacket(packet)
+		if werr != nil {
+			return n, werr
+		}
+		// As in ReadExtended, an io.EOF from the adjust (the peer has
+		// gone) waits until the buffer is drained.
+		if err := ch.adjustWindow(uint32(len(data))); err != nil && err != io.EOF {
+			return n, err
+		}
+	}
 }
 
 func (ch *channel) Write(data []byte) (int, error) {

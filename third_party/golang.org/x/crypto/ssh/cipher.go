@@ -302,10 +302,9 @@ func (s *streamPacketCipher) writeCipherPacket(seqNum uint32, w io.Writer, rand 
 }
 
 type gcmCipher struct {
-	aead   cipher.AEAD
-	prefix [4]byte
-	iv     []byte
-	buf    []byte
+	aead cipher.AEAD
+	iv   []byte
+	buf  []byte
 }
 
 func newGCMCipher(key, iv, unusedMacKey []byte, unusedAlgs DirectionAlgorithms) (packetCipher, error) {
@@ -328,6 +327,19 @@ func newGCMCipher(key, iv, unusedMacKey []byte, unusedAlgs DirectionAlgorithms) 
 const gcmTagSize = 16
 
 func (c *gcmCipher) writeCipherPacket(seqNum uint32, w io.Writer, rand io.Reader, packet []byte) error {
+	wire, err := c.sealPacket(seqNum, rand, packet)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(wire)
+	return err
+}
+
+// sealPacket encrypts packet and returns it as it goes on the wire (length,
+// ciphertext, tag), in a buffer of c's that the next call reuses
+// (xenbastion patch: one write of the whole packet, with no copy into a
+// buffered writer first).
+func (c *gcmCipher) sealPacket(seqNum uint32, rand io.Reader, packet []byte) ([]byte, error) {
 	// Pad out to multiple of 16 bytes. This is different from the
 	// stream cipher because that encrypts the length too.
 	padding := byte(packetSizeMultiple - (1+len(packet))%packetSizeMultiple)
@@ -336,29 +348,22 @@ func (c *gcmCipher) writeCipherPacket(seqNum uint32, w io.Writer, rand io.Reader
 	}
 
 	length := uint32(len(packet) + int(padding) + 1)
-	binary.BigEndian.PutUint32(c.prefix[:], length)
-	if _, err := w.Write(c.prefix[:]); err != nil {
-		return err
-	}
-
-	if cap(c.buf) < int(length) {
-		c.buf = make([]byte, length)
+	end := 4 + int(length) + gcmTagSize
+	if cap(c.buf) < end {
+		c.buf = make([]byte, end)
 	} else {
-		c.buf = c.buf[:length]
+		c.buf = c.buf[:end]
 	}
-
-	c.buf[0] = padding
-	copy(c.buf[1:], packet)
-	if _, err := io.ReadFull(rand, c.buf[1+len(packet):]); err != nil {
-		return err
+	binary.BigEndian.PutUint32(c.buf, length)
+	plain := c.buf[4 : 4+length]
+	plain[0] = padding
+	copy(plain[1:], packet)
+	if _, err := io.ReadFull(rand, plain[1+len(packet):]); err != nil {
+		return nil, err
 	}
-	c.buf = c.aead.Seal(c.buf[:0], c.iv, c.buf, c.prefix[:])
-	if _, err := w.Write(c.buf); err != nil {
-		return err
-	}
+	c.aead.Seal(plain[:0], c.iv, plain, c.buf[:4])
 	c.incIV()
-
-	return nil
+	return c.buf, nil
 }
 
 func (c *gcmCipher) incIV() {
@@ -371,46 +376,60 @@ func (c *gcmCipher) incIV() {
 }
 
 func (c *gcmCipher) readCipherPacket(seqNum uint32, r io.Reader) ([]byte, error) {
-	if _, err := io.ReadFull(r, c.prefix[:]); err != nil {
-		return nil, err
+	p, _, err := c.readCipherPacketInto(seqNum, r, nil)
+	return p, err
+}
+
+// readCipherPacketInto is readCipherPacket into buf if the packet fits
+// there (xenbastion patch, see intoCipher).
+func (c *gcmCipher) readCipherPacketInto(seqNum uint32, r io.Reader, buf []byte) ([]byte, bool, error) {
+	var prefix [4]byte
+	if _, err := io.ReadFull(r, prefix[:]); err != nil {
+		return nil, false, err
 	}
-	length := binary.BigEndian.Uint32(c.prefix[:])
+	length := binary.BigEndian.Uint32(prefix[:])
 	if length > maxPacket {
-		return nil, errors.New("ssh: max packet length exceeded")
+		return nil, false, errors.New("ssh: max packet length exceeded")
 	}
 
-	if cap(c.buf) < int(length+gcmTagSize) {
-		c.buf = make([]byte, length+gcmTagSize)
-	} else {
-		c.buf = c.buf[:length+gcmTagSize]
+	// buf holds the length (the additional data), then the ciphertext and
+	// tag, decrypted in place: the payload starts at buf[5].
+	end := 4 + int(length) + gcmTagSize
+	into := end <= len(buf)
+	if !into {
+		if cap(c.buf) < end {
+			c.buf = make([]byte, end)
+		}
+		buf = c.buf
+	}
+	buf = buf[:end]
+	copy(buf, prefix[:])
+	if _, err := io.ReadFull(r, buf[4:]); err != nil {
+		return nil, false, err
 	}
 
-	if _, err := io.ReadFull(r, c.buf); err != nil {
-		return nil, err
-	}
-
-	plain, err := c.aead.Open(c.buf[:0], c.iv, c.buf, c.prefix[:])
+	plain, err := c.aead.Open(buf[4:4], c.iv, buf[4:], buf[:4])
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	c.incIV()
 
 	if len(plain) == 0 {
-		return nil, errors.New("ssh: empty packet")
+		return nil, false, errors.New("ssh: empty packet")
 	}
 
 	padding := plain[0]
 	if padding < 4 {
 		// padding is a byte, so it automatically satisfies
 		// the maximum size, which is 255.
-		return nil, fmt.Errorf("ssh: illegal padding %d", padding)
+		return nil, false, fmt.Errorf("ssh: illegal padding %d", padding)
 	}
 
 	if int(padding)+1 >= len(plain) {
-		return nil, fmt.Errorf("ssh: padding %d too large", padding)
+		return nil, false, fmt.Errorf("ssh: padding %d too large", padding)
 	}
 	plain = plain[1 : length-uint32(padding)]
-	return plain, nil
+	return plain, into, nil
 }
 
 // cbcCipher implements the CBC ciphers defined in RFC 4253 section 6.1, in
@@ -758,64 +777,88 @@ func (c *chacha20Poly1305Cipher) polyKey(seqNum uint32) *[32]byte {
 }
 
 func (c *chacha20Poly1305Cipher) readCipherPacket(seqNum uint32, r io.Reader) ([]byte, error) {
+	p, _, err := c.readCipherPacketInto(seqNum, r, nil)
+	return p, err
+}
+
+// readCipherPacketInto is readCipherPacket into buf if the packet fits
+// there (xenbastion patch, see intoCipher).
+func (c *chacha20Poly1305Cipher) readCipherPacketInto(seqNum uint32, r io.Reader, buf []byte) ([]byte, bool, error) {
 	polyKey := c.polyKey(seqNum)
 
-	encryptedLength := c.buf[:4]
-	if _, err := io.ReadFull(r, encryptedLength); err != nil {
-		return nil, err
+	var encryptedLength [4]byte
+	if _, err := io.ReadFull(r, encryptedLength[:]); err != nil {
+		return nil, false, err
 	}
 
 	var lenBytes [4]byte
-	chachaXOR(lenBytes[:], encryptedLength, &c.lengthKey, seqNum, 0)
+	chachaXOR(lenBytes[:], encryptedLength[:], &c.lengthKey, seqNum, 0)
 
 	length := binary.BigEndian.Uint32(lenBytes[:])
 	if length > maxPacket {
-		return nil, errors.New("ssh: invalid packet length, packet too large")
+		return nil, false, errors.New("ssh: invalid packet length, packet too large")
 	}
 
+	// buf holds the packet as it came (the MAC covers the encrypted
+	// length too), decrypted in place: the payload starts at buf[5].
 	contentEnd := 4 + length
 	packetEnd := contentEnd + poly1305.TagSize
-	if uint32(cap(c.buf)) < packetEnd {
-		c.buf = make([]byte, packetEnd)
-		copy(c.buf[:], encryptedLength)
-	} else {
-		c.buf = c.buf[:packetEnd]
+	into := int(packetEnd) <= len(buf)
+	if !into {
+		if uint32(cap(c.buf)) < packetEnd {
+			c.buf = make([]byte, packetEnd)
+		}
+		buf = c.buf
 	}
+	buf = buf[:packetEnd]
+	copy(buf, encryptedLength[:])
 
-	if _, err := io.ReadFull(r, c.buf[4:packetEnd]); err != nil {
-		return nil, err
+	if _, err := io.ReadFull(r, buf[4:packetEnd]); err != nil {
+		return nil, false, err
 	}
 
 	var mac [poly1305.TagSize]byte
-	copy(mac[:], c.buf[contentEnd:packetEnd])
-	if !poly1305Verify(&mac, c.buf[:contentEnd], polyKey) {
-		return nil, errors.New("ssh: MAC failure")
+	copy(mac[:], buf[contentEnd:packetEnd])
+	if !poly1305Verify(&mac, buf[:contentEnd], polyKey) {
+		return nil, false, errors.New("ssh: MAC failure")
 	}
 
-	plain := c.buf[4:contentEnd]
+	plain := buf[4:contentEnd]
 	chachaXOR(plain, plain, &c.contentKey, seqNum, 1)
 
 	if len(plain) == 0 {
-		return nil, errors.New("ssh: empty packet")
+		return nil, false, errors.New("ssh: empty packet")
 	}
 
 	padding := plain[0]
 	if padding < 4 {
 		// padding is a byte, so it automatically satisfies
 		// the maximum size, which is 255.
-		return nil, fmt.Errorf("ssh: illegal padding %d", padding)
+		return nil, false, fmt.Errorf("ssh: illegal padding %d", padding)
 	}
 
 	if int(padding)+1 >= len(plain) {
-		return nil, fmt.Errorf("ssh: padding %d too large", padding)
+		return nil, false, fmt.Errorf("ssh: padding %d too large", padding)
 	}
 
 	plain = plain[1 : len(plain)-int(padding)]
 
-	return plain, nil
+	return plain, into, nil
 }
 
 func (c *chacha20Poly1305Cipher) writeCipherPacket(seqNum uint32, w io.Writer, rand io.Reader, payload []byte) error {
+	wire, err := c.sealPacket(seqNum, rand, payload)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(wire)
+	return err
+}
+
+// sealPacket encrypts payload and returns the packet as it goes on the
+// wire, in a buffer of c's that the next call reuses (xenbastion patch,
+// see gcmCipher.sealPacket).
+func (c *chacha20Poly1305Cipher) sealPacket(seqNum uint32, rand io.Reader, payload []byte) ([]byte, error) {
 	polyKey := c.polyKey(seqNum)
 
 	// There is no blocksize, so fall back to multiple of 8 byte
@@ -841,7 +884,7 @@ func (c *chacha20Poly1305Cipher) writeCipherPacket(seqNum uint32, w io.Writer, r
 	copy(c.buf[5:], payload)
 	packetEnd := 5 + len(payload) + padding
 	if _, err := io.ReadFull(rand, c.buf[5+len(payload):packetEnd]); err != nil {
-		return err
+		return nil, err
 	}
 
 	chachaXOR(c.buf[4:packetEnd], c.buf[4:packetEnd], &c.contentKey, seqNum, 1)
@@ -851,8 +894,5 @@ func (c *chacha20Poly1305Cipher) writeCipherPacket(seqNum uint32, w io.Writer, r
 
 	copy(c.buf[packetEnd:], mac[:])
 
-	if _, err := w.Write(c.buf); err != nil {
-		return err
-	}
-	return nil
+	return c.buf, nil
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"log"
 	"sync"
+	"unsafe"
 )
 
 // debugTransport if set, will print packet types as they go over the
@@ -41,6 +42,7 @@ type transport struct {
 
 	bufReader *bufio.Reader
 	bufWriter *bufio.Writer
+	conn      io.Writer // under bufWriter (xenbastion patch, see sealCipher)
 	rand      io.Reader
 	isClient  bool
 	io.Closer
@@ -60,6 +62,28 @@ type packetCipher interface {
 	// returned packet may be overwritten by future calls of
 	// readPacket.
 	readCipherPacket(seqnum uint32, r io.Reader) ([]byte, error)
+}
+
+// xenbastion patch: the AEAD ciphers that carry nearly all traffic
+// (aes-gcm, chacha20-poly1305) decrypt channel data in place in a pooled
+// buffer and encrypt into one buffer written whole, so that a packet is
+// not copied once more on each side.
+
+// intoCipher is a packetCipher that can read a packet into a buffer the
+// caller gives.
+type intoCipher interface {
+	// readCipherPacketInto is readCipherPacket, but the packet is read and
+	// decrypted in buf when it fits there (into is then true): the payload
+	// returned is then buf[pooledPacketOffset:...]. A packet that does not
+	// fit is read as readCipherPacket reads it.
+	readCipherPacketInto(seqnum uint32, r io.Reader, buf []byte) (packet []byte, into bool, err error)
+}
+
+// sealCipher is a packetCipher that can return a whole encrypted packet.
+type sealCipher interface {
+	// sealPacket encrypts packet and returns it as it goes on the wire,
+	// in a buffer that the next call reuses.
+	sealPacket(seqnum uint32, rand io.Reader, packet []byte) ([]byte, error)
 }
 
 // connectionState represents one side (read or write) of the
@@ -139,7 +163,20 @@ func (t *transport) readPacket() (p []byte, err error) {
 }
 
 func (s *connectionState) readPacket(r *bufio.Reader, strictMode bool) ([]byte, error) {
-	packet, err := s.packetCipher.readCipherPacket(s.seqNum, r)
+	var packet []byte
+	var err error
+	// pooled, if not nil, holds packet (xenbastion patch).
+	var pooled *[]byte
+	if c, ok := s.packetCipher.(intoCipher); ok {
+		pooled = packetPool.Get().(*[]byte)
+		var into bool
+		if packet, into, err = c.readCipherPacketInto(s.seqNum, r, *pooled); !into {
+			packetPool.Put(pooled)
+			pooled = nil
+		}
+	} else {
+		packet, err = s.packetCipher.readCipherPacket(s.seqNum, r)
+	}
 	s.seqNum++
 	if err == nil && len(packet) == 0 {
 		err = errors.New("ssh: zero length packet")
@@ -172,53 +209,86 @@ func (s *connectionState) readPacket(r *bufio.Reader, strictMode bool) ([]byte, 
 		}
 	}
 
+	// xenbastion patch: channel data, the bulk of the traffic, stays in (or
+	// is copied into) a pooled buffer that the channel's reader gives back
+	// once it has used the data (see recyclePacket). Anything else may be
+	// kept for long (a channel keeps its open request's data), so it gets
+	// a buffer of its own size.
+	channelData := len(packet) > 0 && (packet[0] == msgChannelData || packet[0] == msgChannelExtendedData)
+	if pooled != nil && channelData && err == nil {
+		return packet, nil
+	}
 	// The packet may point to an internal buffer, so copy the
-	// packet out here. xenbastion patch: channel data, the bulk of the
-	// traffic, is copied into a pooled buffer that the channel's reader
-	// gives back once it has read it (see recyclePacket).
+	// packet out here.
 	var fresh []byte
-	if len(packet) > 0 && len(packet) <= pooledPacketSize && (packet[0] == msgChannelData || packet[0] == msgChannelExtendedData) {
-		fresh = (*packetPool.Get().(*[]byte))[:len(packet)]
+	if channelData && len(packet) <= pooledPacketSize-pooledPacketOffset {
+		fresh = (*packetPool.Get().(*[]byte))[pooledPacketOffset:][:len(packet)]
 	} else {
 		fresh = make([]byte, len(packet))
 	}
 	copy(fresh, packet)
+	if pooled != nil {
+		packetPool.Put(pooled)
+	}
 
 	return fresh, err
 }
 
 // pooledPacketSize is the size of the pooled buffers channel data packets
-// are read into: a 32 KiB payload and its header. An odd size, so that a
-// slice with this capacity is known to be one of them.
-const pooledPacketSize = 36<<10 + 1
+// are read into: a packet with a 32 KiB payload, its header and MAC.
+const pooledPacketSize = 36 << 10
+
+// pooledPacketOffset is where the payload starts in a pooled buffer that a
+// packet was decrypted in: after the length (4 bytes) and the padding
+// length (1). A payload's capacity, pooledPacketSize-pooledPacketOffset, is
+// odd, which no allocation's capacity is: a packet with that capacity is
+// known to be in a pooled buffer.
+const pooledPacketOffset = 5
 
 var packetPool = sync.Pool{New: func() any { b := make([]byte, pooledPacketSize); return &b }}
 
 // recyclePacket gives a channel data packet's buffer back to the pool, if
 // it came from there. Nothing may use the packet afterwards.
 func recyclePacket(packet []byte) {
-	if cap(packet) == pooledPacketSize {
-		b := packet[:cap(packet)]
-		packetPool.Put(&b)
+	if cap(packet) != pooledPacketSize-pooledPacketOffset {
+		return
 	}
+	// The packet is buf[pooledPacketOffset:] of a pooled buf: step back to
+	// the start of the same allocation.
+	start := unsafe.Add(unsafe.Pointer(unsafe.SliceData(packet)), -pooledPacketOffset)
+	b := unsafe.Slice((*byte)(start), pooledPacketSize)
+	packetPool.Put(&b)
 }
 
 func (t *transport) writePacket(packet []byte) error {
 	if debugTransport {
 		t.printPacket(packet, true)
 	}
-	return t.writer.writePacket(t.bufWriter, t.rand, packet, t.strictMode)
+	return t.writer.writePacket(t.bufWriter, t.conn, t.rand, packet, t.strictMode)
 }
 
-func (s *connectionState) writePacket(w *bufio.Writer, rand io.Reader, packet []byte, strictMode bool) error {
+func (s *connectionState) writePacket(w *bufio.Writer, conn io.Writer, rand io.Reader, packet []byte, strictMode bool) error {
 	changeKeys := len(packet) > 0 && packet[0] == msgNewKeys
 
-	err := s.packetCipher.writeCipherPacket(s.seqNum, w, rand, packet)
-	if err != nil {
-		return err
-	}
-	if err = w.Flush(); err != nil {
-		return err
+	// xenbastion patch: a cipher that returns the whole packet has it
+	// written straight to the connection (w is empty: it is flushed after
+	// every packet).
+	if c, ok := s.packetCipher.(sealCipher); ok && w.Buffered() == 0 {
+		wire, err := c.sealPacket(s.seqNum, rand, packet)
+		if err != nil {
+			return err
+		}
+		if _, err := conn.Write(wire); err != nil {
+			return err
+		}
+	} else {
+		err := s.packetCipher.writeCipherPacket(s.seqNum, w, rand, packet)
+		if err != nil {
+			return err
+		}
+		if err = w.Flush(); err != nil {
+			return err
+		}
 	}
 	s.seqNum++
 	if changeKeys {
@@ -232,7 +302,7 @@ func (s *connectionState) writePacket(w *bufio.Writer, rand io.Reader, packet []
 			panic("ssh: no key material for msgNewKeys")
 		}
 	}
-	return err
+	return nil
 }
 
 func newTransport(rwc io.ReadWriteCloser, rand io.Reader, isClient bool) *transport {
@@ -241,6 +311,7 @@ func newTransport(rwc io.ReadWriteCloser, rand io.Reader, isClient bool) *transp
 		// Room for a whole 32 KiB channel packet (xenbastion patch: the 4 KiB
 		// split every 32 KiB packet into two write system calls).
 		bufWriter: bufio.NewWriterSize(rwc, 40<<10),
+		conn:      rwc,
 		rand:      rand,
 		reader: connectionState{
 			packetCipher:     &streamPacketCipher{cipher: noneCipher{}},

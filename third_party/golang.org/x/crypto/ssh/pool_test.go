@@ -1,0 +1,310 @@
+// xenbastion patch: tests of the pooled packet buffers, the ciphers that
+// read into them and seal whole packets, and channel.WriteTo.
+
+package ssh
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/ed25519"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net"
+	"testing"
+	"time"
+)
+
+const pooledCap = pooledPacketSize - pooledPacketOffset
+
+// cipherPair returns a writing and a reading packetCipher of algo with the
+// same keys.
+func cipherPair(t *testing.T, algo string) (w, r packetCipher) {
+	t.Helper()
+	mode := cipherModes[algo]
+	algs := DirectionAlgorithms{Cipher: algo, MAC: HMACSHA256}
+	create := func() packetCipher {
+		// Fresh slices for each: the GCM cipher counts in its IV.
+		key := bytes.Repeat([]byte{7}, mode.keySize)
+		iv := bytes.Repeat([]byte{3}, mode.ivSize)
+		mac := bytes.Repeat([]byte{5}, 64)
+		c, err := mode.create(key, iv, mac, algs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	return create(), create()
+}
+
+func randomPacket(r *mrand.Rand, msgType byte, n int) []byte {
+	p := make([]byte, n)
+	for i := range p {
+		p[i] = byte(r.Uint32())
+	}
+	p[0] = msgType
+	return p
+}
+
+// TestPooledPacketRead writes packets through connectionState and reads
+// them back: channel data in a pooled buffer (decrypted there by the AEAD
+// ciphers, copied there by the others), anything else and data too big
+// for the pool in a buffer of its own; a packet stays whole until it is
+// recycled, however many are read meanwhile.
+func TestPooledPacketRead(t *testing.T) {
+	for _, algo := range []string{CipherAES128GCM, CipherChaCha20Poly1305, CipherAES128CTR} {
+		t.Run(algo, func(t *testing.T) {
+			wc, rc := cipherPair(t, algo)
+			var wire bytes.Buffer
+			bw := bufio.NewWriter(&wire)
+			br := bufio.NewReader(&wire)
+			ws := connectionState{packetCipher: wc}
+			rs := connectionState{packetCipher: rc}
+			r := mrand.New(mrand.NewPCG(1, 2))
+			type sent struct {
+				packet []byte
+				pooled bool
+			}
+			var cases []sent
+			for _, n := range []int{1, 2, 15, 16, 17, 100, 4095, 4096, 32768 + 9, pooledCap} {
+				cases = append(cases, sent{randomPacket(r, msgChannelData, n), true})
+			}
+			for range 40 {
+				cases = append(cases, sent{randomPacket(r, msgChannelData, 1+r.IntN(32768+9)), true})
+			}
+			cases = append(cases,
+				sent{randomPacket(r, msgChannelExtendedData, 1000), true},
+				sent{randomPacket(r, msgChannelOpen, 300), false},
+				sent{randomPacket(r, msgChannelWindowAdjust, 9), false},
+				sent{randomPacket(r, msgChannelData, 48<<10), false}, // too big for the pool
+			)
+			var held [][]byte
+			var want [][]byte
+			for i, c := range cases {
+				if err := ws.writePacket(bw, &wire, zeroReader{}, bytes.Clone(c.packet), false); err != nil { // writing may scramble it
+					t.Fatal(err)
+				}
+				got, err := rs.readPacket(br, false)
+				if err != nil {
+					t.Fatalf("packet %d (%d bytes): %v", i, len(c.packet), err)
+				}
+				if !bytes.Equal(got, c.packet) {
+					t.Fatalf("packet %d (%d bytes): read back differs: % x, want % x", i, len(c.packet), got[:min(8, len(got))], c.packet[:min(8, len(c.packet))])
+				}
+				if pooled := cap(got) == pooledCap; pooled != c.pooled {
+					t.Fatalf("packet %d (type %d, %d bytes): pooled %v, want %v", i, c.packet[0], len(c.packet), pooled, c.pooled)
+				}
+				// Hold every other packet across later reads; recycle the rest
+				// at once, so that buffers are reused while others are held.
+				if i%2 == 0 {
+					held, want = append(held, got), append(want, bytes.Clone(got))
+				} else {
+					recyclePacket(got)
+				}
+			}
+			for i := range held {
+				if !bytes.Equal(held[i], want[i]) {
+					t.Fatalf("held packet %d changed before it was recycled", i)
+				}
+				recyclePacket(held[i])
+			}
+		})
+	}
+}
+
+// TestSealedPacketCorrupted: a packet sealed by sealPacket and written
+// straight to the connection is refused by the reader if a byte changes.
+func TestSealedPacketCorrupted(t *testing.T) {
+	for _, algo := range []string{CipherAES128GCM, CipherChaCha20Poly1305} {
+		for _, n := range []int{1, 1000, 32768} {
+			wc, rc := cipherPair(t, algo)
+			packet := randomPacket(mrand.New(mrand.NewPCG(3, 4)), msgChannelData, n)
+			wire, err := wc.(sealCipher).sealPacket(0, zeroReader{}, packet)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, at := range []int{4, len(wire) / 2, len(wire) - 1} {
+				bad := bytes.Clone(wire)
+				bad[at] ^= 1
+				_, _, err := rc.(intoCipher).readCipherPacketInto(0, bytes.NewReader(bad), make([]byte, pooledPacketSize))
+				if err == nil {
+					t.Fatalf("%s, %d bytes: a packet corrupted at byte %d was accepted", algo, n, at)
+				}
+			}
+			got, into, err := rc.(intoCipher).readCipherPacketInto(0, bytes.NewReader(wire), make([]byte, pooledPacketSize))
+			if err != nil || !into || !bytes.Equal(got, packet) {
+				t.Fatalf("%s, %d bytes: intact packet: into %v, err %v", algo, n, into, err)
+			}
+		}
+	}
+}
+
+// pipePair connects an SSH client and server over loopback and returns
+// the client and the server's incoming channels.
+func pipePair(t *testing.T) (*Client, <-chan NewChannel) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	chans := make(chan (<-chan NewChannel), 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		cfg := &ServerConfig{NoClientAuth: true}
+		cfg.AddHostKey(signer)
+		sc, nc, reqs, err := NewServerConn(c, cfg)
+		if err != nil {
+			c.Close()
+			return
+		}
+		t.Cleanup(func() { sc.Close() })
+		go DiscardRequests(reqs)
+		chans <- nc
+	}()
+	c, err := Dial("tcp", ln.Addr().String(), &ClientConfig{User: "u", HostKeyCallback: InsecureIgnoreHostKey()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	select {
+	case nc := <-chans:
+		return c, nc
+	case <-time.After(10 * time.Second):
+		t.Fatal("server handshake did not finish")
+	}
+	return nil, nil
+}
+
+// TestChannelWriteTo sends more than the channel window, in writes of all
+// sizes, and checks that WriteTo delivers it whole and in order, crediting
+// the window as it goes, and returns nil at the client's EOF.
+func TestChannelWriteTo(t *testing.T) {
+	c, chans := pipePair(t)
+	r := mrand.New(mrand.NewPCG(5, 6))
+	data := make([]byte, 3*channelWindowSize+12345)
+	for i := range data {
+		data[i] = byte(r.Uint32())
+	}
+	go func() {
+		ch, reqs, err := c.OpenChannel("x", nil)
+		if err != nil {
+			return
+		}
+		go DiscardRequests(reqs)
+		for rest := data; len(rest) > 0; {
+			n := min(len(rest), 1+r.IntN(70000))
+			if _, err := ch.Write(rest[:n]); err != nil {
+				return
+			}
+			rest = rest[n:]
+		}
+		ch.CloseWrite()
+	}()
+	nc := <-chans
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go DiscardRequests(reqs)
+	type result struct {
+		n   int64
+		err error
+	}
+	var got bytes.Buffer
+	done := make(chan result, 1)
+	go func() {
+		n, err := ch.(io.WriterTo).WriteTo(&got)
+		done <- result{n, err}
+	}()
+	select {
+	case res := <-done:
+		if res.err != nil || res.n != int64(len(data)) {
+			t.Fatalf("WriteTo = %d, %v; want %d, nil", res.n, res.err, len(data))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("WriteTo did not return: the window was not credited back?")
+	}
+	if !bytes.Equal(got.Bytes(), data) {
+		t.Fatal("WriteTo delivered different bytes")
+	}
+}
+
+// failAfter fails the write after the first n bytes.
+type failAfter struct{ n int }
+
+var errFull = errors.New("full")
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if len(p) > f.n {
+		n := f.n
+		f.n = 0
+		return n, errFull
+	}
+	f.n -= len(p)
+	return len(p), nil
+}
+
+// TestChannelWriteToWriteError: WriteTo stops at the writer's error and
+// says how much was written.
+func TestChannelWriteToWriteError(t *testing.T) {
+	c, chans := pipePair(t)
+	go func() {
+		ch, reqs, err := c.OpenChannel("x", nil)
+		if err != nil {
+			return
+		}
+		go DiscardRequests(reqs)
+		ch.Write(make([]byte, 100000))
+	}()
+	nc := <-chans
+	ch, reqs, err := nc.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go DiscardRequests(reqs)
+	n, err := ch.(io.WriterTo).WriteTo(&failAfter{n: 50000})
+	if !errors.Is(err, errFull) || n != 50000 {
+		t.Fatalf("WriteTo = %d, %v; want 50000, %v", n, err, errFull)
+	}
+}
+
+// TestBufferNextAfterRead: data read partly with Read is handed whole by
+// next, and next then waits for more or returns io.EOF once closed.
+func TestBufferNextAfterRead(t *testing.T) {
+	b := newBuffer()
+	b.write([]byte("hello, "))
+	b.write([]byte("world"))
+	p := make([]byte, 3)
+	if n, _ := b.Read(p); n != 3 {
+		t.Fatalf("Read = %d", n)
+	}
+	var got []string
+	for range 2 {
+		buf, _, err := b.next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, string(buf))
+	}
+	if fmt.Sprint(got) != "[lo,  world]" {
+		t.Fatalf("next gave %q", got)
+	}
+	b.eof()
+	if _, _, err := b.next(); err != io.EOF {
+		t.Fatalf("next after eof: %v", err)
+	}
+}
