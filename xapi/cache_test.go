@@ -108,3 +108,52 @@ func TestSpareConnections(t *testing.T) {
 	waitSpare().NetConn().Close()
 	dial()
 }
+
+// TestSpareDialledAfterFirstBytes: the next spare connection is dialled
+// once the caller is through with the console's first bytes (it reads
+// again, or closes), not while it is relaying them.
+func TestSpareDialledAfterFirstBytes(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, xapitest.Options{})
+	host := p.Host(0).Address()
+	vm := findVM(t, newClient(t, p), "web-1")
+	spareState := func(c *Client) (dialing, waiting bool) {
+		c.spare.mu.Lock()
+		defer c.spare.mu.Unlock()
+		return c.spare.dialing[host], c.spare.conns[host] != nil
+	}
+	for _, closeFirst := range []bool{false, true} {
+		c := newClient(t, p)
+		conn, err := c.DialConsole(t.Context(), vm, RFB)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d, w := spareState(c); d || w {
+			t.Fatalf("a spare was dialled (%v) or is waiting (%v) before the console's first bytes were read", d, w)
+		}
+		if closeFirst {
+			conn.Close()
+		} else {
+			// The RFB banner, then the client's version: the server then
+			// sends its security types, read by a second Read.
+			banner := make([]byte, 12)
+			if _, err := io.ReadFull(conn, banner); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Write(banner); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := conn.Read(make([]byte, 64)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for d, w := spareState(c); !d && !w; d, w = spareState(c) {
+			if time.Now().After(deadline) {
+				t.Fatalf("close first %v: no spare dialled after the first bytes", closeFirst)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		conn.Close()
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -115,10 +116,14 @@ func (c *Client) dialLocation(ctx context.Context, vm VM, con Console, session s
 			}
 		}
 		conn, err := c.connect(ctx, tc, u, session)
+		if err == nil {
+			conn.afterFirst(func() { c.refillSpare(host) })
+			return conn, nil
+		}
 		var ce *ConnectError
-		if err == nil || errors.As(err, &ce) || errors.Is(err, errUnauthorised) {
+		if errors.As(err, &ce) || errors.Is(err, errUnauthorised) {
 			c.refillSpare(host)
-			return conn, err
+			return nil, err
 		}
 		// The host dropped the waiting connection: dial afresh.
 	}
@@ -127,20 +132,21 @@ func (c *Client) dialLocation(ctx context.Context, vm VM, con Console, session s
 		return nil, withContextErr(ctx, err)
 	}
 	conn, err := c.connect(ctx, tc, u, session)
-	if err == nil {
-		c.refillSpare(host)
+	if err != nil {
+		return nil, err
 	}
-	return conn, err
+	conn.afterFirst(func() { c.refillSpare(host) })
+	return conn, nil
 }
 
 // connect sends CONNECT for the console at u over tc and reads the reply.
 // It closes tc on failure.
-func (c *Client) connect(ctx context.Context, tc *tls.Conn, u *url.URL, session string) (net.Conn, error) {
+func (c *Client) connect(ctx context.Context, tc *tls.Conn, u *url.URL, session string) (*consoleConn, error) {
 	// The deadline covers the request and the reply header.
 	if d, ok := ctx.Deadline(); ok {
 		tc.SetDeadline(d)
 	}
-	fail := func(err error) (net.Conn, error) {
+	fail := func(err error) (*consoleConn, error) {
 		tc.Close()
 		return nil, withContextErr(ctx, err)
 	}
@@ -261,6 +267,32 @@ var noDeadline time.Time
 type consoleConn struct {
 	*tls.Conn
 	r *bufio.Reader
+
+	// after runs once the caller has the console's first bytes: see
+	// afterFirst.
+	after     func()
+	afterOnce sync.Once
+	reads     int // calls of Read so far, up to 2
+}
+
+// afterFirst arranges for f to run once the caller is through with the
+// console's first bytes: when it comes back to Read for more, when its
+// first Read has nothing buffered to return at once, or when it closes
+// the connection. DialConsole dials the next spare connection then, so
+// that its TLS handshake does not compete for the CPU with relaying those
+// bytes.
+func (c *consoleConn) afterFirst(f func()) { c.after = f }
+
+func (c *consoleConn) runAfter() {
+	if c.after != nil {
+		c.afterOnce.Do(c.after)
+	}
+}
+
+// Close closes the connection.
+func (c *consoleConn) Close() error {
+	c.runAfter()
+	return c.Conn.Close()
 }
 
 // Write sends a large write's TLS records in one system call.
@@ -271,8 +303,24 @@ func (c *consoleConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// Buffered returns how many of the console's bytes that came with the
+// reply header are waiting to be read: a Read of up to that many returns
+// at once.
+func (c *consoleConn) Buffered() int {
+	if c.r == nil {
+		return 0
+	}
+	return c.r.Buffered()
+}
+
 // Read drains the bytes buffered with the reply header first.
 func (c *consoleConn) Read(p []byte) (int, error) {
+	if c.reads < 2 {
+		c.reads++
+		if c.reads == 2 || c.r == nil {
+			c.runAfter()
+		}
+	}
 	if c.r == nil {
 		return c.Conn.Read(p)
 	}
