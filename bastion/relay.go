@@ -284,6 +284,19 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 	}
 	cs.lastOut.Store(time.Now().UnixNano())
 
+	// The console's first bytes, when they came with the CONNECT reply,
+	// go to the client from this goroutine, before the copies start: a
+	// console open waits for them, and the copies have yet to be
+	// scheduled.
+	if b, ok := console.(interface{ Buffered() int }); ok && b.Buffered() > 0 {
+		p := make([]byte, min(b.Buffered(), copyBufSize))
+		n, _ := console.Read(p)
+		if _, err := client.Write(p[:n]); err != nil {
+			finish(EndClientClosed)
+		}
+		cs.bytesOut.Add(int64(n))
+	}
+
 	var wg sync.WaitGroup
 	inputDone := make(chan struct{})
 	wg.Add(3)
