@@ -382,7 +382,7 @@ func (c *gcmCipher) readCipherPacket(seqNum uint32, r io.Reader) ([]byte, error)
 
 // readCipherPacketInto is readCipherPacket into buf if the packet fits
 // there (xenbastion patch, see intoCipher).
-func (c *gcmCipher) readCipherPacketInto(seqNum uint32, r io.Reader, buf []byte) ([]byte, bool, error) {
+func (c *gcmCipher) readCipherPacketInto(seqNum uint32, r io.Reader, rb *readBuffer) ([]byte, bool, error) {
 	var prefix [4]byte
 	if _, err := io.ReadFull(r, prefix[:]); err != nil {
 		return nil, false, err
@@ -395,7 +395,8 @@ func (c *gcmCipher) readCipherPacketInto(seqNum uint32, r io.Reader, buf []byte)
 	// buf holds the length (the additional data), then the ciphertext and
 	// tag, decrypted in place: the payload starts at buf[5].
 	end := 4 + int(length) + gcmTagSize
-	into := end <= len(buf)
+	buf := rb.get(end)
+	into := buf != nil
 	if !into {
 		if cap(c.buf) < end {
 			c.buf = make([]byte, end)
@@ -783,7 +784,7 @@ func (c *chacha20Poly1305Cipher) readCipherPacket(seqNum uint32, r io.Reader) ([
 
 // readCipherPacketInto is readCipherPacket into buf if the packet fits
 // there (xenbastion patch, see intoCipher).
-func (c *chacha20Poly1305Cipher) readCipherPacketInto(seqNum uint32, r io.Reader, buf []byte) ([]byte, bool, error) {
+func (c *chacha20Poly1305Cipher) readCipherPacketInto(seqNum uint32, r io.Reader, rb *readBuffer) ([]byte, bool, error) {
 	polyKey := c.polyKey(seqNum)
 
 	var encryptedLength [4]byte
@@ -803,7 +804,8 @@ func (c *chacha20Poly1305Cipher) readCipherPacketInto(seqNum uint32, r io.Reader
 	// length too), decrypted in place: the payload starts at buf[5].
 	contentEnd := 4 + length
 	packetEnd := contentEnd + poly1305.TagSize
-	into := int(packetEnd) <= len(buf)
+	buf := rb.get(int(packetEnd))
+	into := buf != nil
 	if !into {
 		if uint32(cap(c.buf)) < packetEnd {
 			c.buf = make([]byte, packetEnd)

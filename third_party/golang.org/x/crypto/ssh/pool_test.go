@@ -128,12 +128,12 @@ func TestSealedPacketCorrupted(t *testing.T) {
 			for _, at := range []int{4, len(wire) / 2, len(wire) - 1} {
 				bad := bytes.Clone(wire)
 				bad[at] ^= 1
-				_, _, err := rc.(intoCipher).readCipherPacketInto(0, bytes.NewReader(bad), make([]byte, pooledPacketSize))
+				_, _, err := rc.(intoCipher).readCipherPacketInto(0, bytes.NewReader(bad), new(readBuffer))
 				if err == nil {
 					t.Fatalf("%s, %d bytes: a packet corrupted at byte %d was accepted", algo, n, at)
 				}
 			}
-			got, into, err := rc.(intoCipher).readCipherPacketInto(0, bytes.NewReader(wire), make([]byte, pooledPacketSize))
+			got, into, err := rc.(intoCipher).readCipherPacketInto(0, bytes.NewReader(wire), new(readBuffer))
 			if err != nil || !into || !bytes.Equal(got, packet) {
 				t.Fatalf("%s, %d bytes: intact packet: into %v, err %v", algo, n, into, err)
 			}
@@ -308,3 +308,23 @@ func TestBufferNextAfterRead(t *testing.T) {
 		t.Fatalf("next after eof: %v", err)
 	}
 }
+
+// TestNoBufferWhileWaiting: a reader waiting for the next packet (here:
+// none comes) holds no pooled buffer; one is taken once a packet arrives.
+func TestNoBufferWhileWaiting(t *testing.T) {
+	for _, algo := range []string{CipherAES128GCM, CipherChaCha20Poly1305} {
+		wc, rc := cipherPair(t, algo)
+		var rb readBuffer
+		if _, _, err := rc.(intoCipher).readCipherPacketInto(0, bytes.NewReader(nil), &rb); err != io.EOF || rb.pooled != nil {
+			t.Fatalf("%s: no packet: err %v, pooled buffer taken %v", algo, err, rb.pooled != nil)
+		}
+		wire, err := wc.(sealCipher).sealPacket(0, zeroReader{}, []byte{msgChannelData, 1, 2, 3})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, into, err := rc.(intoCipher).readCipherPacketInto(0, bytes.NewReader(wire), &rb); err != nil || !into || rb.pooled == nil {
+			t.Fatalf("%s: a packet: err %v, into %v", algo, err, into)
+		}
+	}
+}
+

@@ -72,11 +72,29 @@ type packetCipher interface {
 // intoCipher is a packetCipher that can read a packet into a buffer the
 // caller gives.
 type intoCipher interface {
-	// readCipherPacketInto is readCipherPacket, but the packet is read and
-	// decrypted in buf when it fits there (into is then true): the payload
-	// returned is then buf[pooledPacketOffset:...]. A packet that does not
-	// fit is read as readCipherPacket reads it.
-	readCipherPacketInto(seqnum uint32, r io.Reader, buf []byte) (packet []byte, into bool, err error)
+	// readCipherPacketInto is readCipherPacket, but once the packet's size
+	// is known it asks buf for a buffer of that size and, if given one
+	// (into is then true), reads and decrypts the packet there: the payload
+	// returned is then in buf's buffer from pooledPacketOffset on. A packet
+	// that buf has no room for is read as readCipherPacket reads it.
+	readCipherPacketInto(seqnum uint32, r io.Reader, buf *readBuffer) (packet []byte, into bool, err error)
+}
+
+// readBuffer gives a packet that is being read a pooled buffer, asked for
+// only once the packet has begun to arrive: a connection waiting for its
+// next packet holds none.
+type readBuffer struct{ pooled *[]byte }
+
+// get returns a pooled buffer of at least n bytes, or nil if n is more than
+// a pooled buffer holds.
+func (b *readBuffer) get(n int) []byte {
+	if b == nil || n > pooledPacketSize {
+		return nil
+	}
+	if b.pooled == nil {
+		b.pooled = packetPool.Get().(*[]byte)
+	}
+	return *b.pooled
 }
 
 // sealCipher is a packetCipher that can return a whole encrypted packet.
@@ -168,9 +186,10 @@ func (s *connectionState) readPacket(r *bufio.Reader, strictMode bool) ([]byte, 
 	// pooled, if not nil, holds packet (xenbastion patch).
 	var pooled *[]byte
 	if c, ok := s.packetCipher.(intoCipher); ok {
-		pooled = packetPool.Get().(*[]byte)
+		var rb readBuffer
 		var into bool
-		if packet, into, err = c.readCipherPacketInto(s.seqNum, r, *pooled); !into {
+		packet, into, err = c.readCipherPacketInto(s.seqNum, r, &rb)
+		if pooled = rb.pooled; pooled != nil && !into {
 			packetPool.Put(pooled)
 			pooled = nil
 		}
