@@ -7,11 +7,16 @@ import (
 	"sync"
 )
 
-// input reads a session's stdin in one goroutine, so that a reader can stop
-// waiting for it (a console ends, and the prompt reads the next line)
-// without losing what was typed.
+// input reads a session's stdin so that a reader can stop waiting for it (a
+// console ends, and the prompt reads the next line) without losing what was
+// typed: straight from the SSH channel when it can stop waiting itself (the
+// patched x/crypto channel, third_party/README.md), else through a goroutine
+// that reads it.
 type input struct {
-	ctx    context.Context // ends Read: the session's, or the server's shutdown
+	ctx context.Context // ends Read: the session's, or the server's shutdown
+	// direct, if not nil, is read directly, and the rest is unused.
+	direct ctxReader
+
 	chunks chan []byte
 	done   chan struct{} // closed when the pump ends
 	stop   chan struct{} // closed by Close: nobody reads any more
@@ -23,6 +28,9 @@ type input struct {
 }
 
 func newInput(ctx context.Context, r io.Reader) *input {
+	if cr, ok := r.(ctxReader); ok {
+		return &input{ctx: ctx, direct: cr}
+	}
 	in := &input{ctx: ctx, chunks: make(chan []byte), done: make(chan struct{}), stop: make(chan struct{})}
 	go func() {
 		defer close(in.done)
@@ -50,6 +58,9 @@ func newInput(ctx context.Context, r io.Reader) *input {
 // ReadContext reads what was typed, waiting until there is some, the input
 // ends, or ctx is done.
 func (in *input) ReadContext(ctx context.Context, p []byte) (int, error) {
+	if in.direct != nil {
+		return in.direct.ReadContext(ctx, p)
+	}
 	in.mu.Lock()
 	if len(in.pending) > 0 {
 		n := copy(p, in.pending)
@@ -85,5 +96,8 @@ func (in *input) Read(p []byte) (int, error) {
 // Close lets the pump end once the session's channel closes, even if it
 // holds a chunk nobody will read.
 func (in *input) Close() {
+	if in.direct != nil {
+		return
+	}
 	in.once.Do(func() { close(in.stop) })
 }

@@ -89,7 +89,11 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	ctx, cancel := context.WithCancel(sess.Context())
 	defer cancel()
 	defer context.AfterFunc(s.base, cancel)()
-	ss.in = newInput(ctx, sess)
+	var stdin io.Reader = sess
+	if r, ok := ss.raw.(io.Reader); ok {
+		stdin = r // the same data, from the channel itself, which can stop waiting
+	}
+	ss.in = newInput(ctx, stdin)
 	defer ss.in.Close()
 	code := ss.run()
 	sess.Exit(code)

@@ -5,6 +5,7 @@
 package ssh
 
 import (
+	"context"
 	"io"
 	"sync"
 )
@@ -95,6 +96,19 @@ func (b *buffer) next() (buf, packet []byte, err error) {
 // Read reads data from the internal buffer in buf.  Reads will block
 // if no data is available, or until the buffer is closed.
 func (b *buffer) Read(buf []byte) (n int, err error) {
+	return b.ReadContext(context.Background(), buf)
+}
+
+// ReadContext is Read, but it stops waiting when ctx is done and returns
+// ctx's error, having taken nothing from the buffer (xenbastion patch).
+func (b *buffer) ReadContext(ctx context.Context, buf []byte) (n int, err error) {
+	if ctx.Done() != nil {
+		defer context.AfterFunc(ctx, func() {
+			b.Cond.L.Lock()
+			b.Cond.Broadcast()
+			b.Cond.L.Unlock()
+		})()
+	}
 	b.Cond.L.Lock()
 	defer b.Cond.L.Unlock()
 
@@ -125,6 +139,9 @@ func (b *buffer) Read(buf []byte) (n int, err error) {
 		// check to see if the buffer is closed.
 		if b.closed {
 			err = io.EOF
+			break
+		}
+		if err = ctx.Err(); err != nil {
 			break
 		}
 		// out of buffers, wait for producer

@@ -5,6 +5,7 @@
 package ssh
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -394,11 +395,26 @@ func (c *channel) adjustWindow(adj uint32) error {
 }
 
 func (c *channel) ReadExtended(data []byte, extended uint32) (n int, err error) {
+	return c.readExtended(context.Background(), data, extended)
+}
+
+// ReadContext is Read, but it stops waiting for data when ctx is done and
+// returns ctx's error, having taken nothing from the channel (xenbastion
+// patch): a reader can give up without losing what comes later, and needs
+// no goroutine of its own to do so.
+func (ch *channel) ReadContext(ctx context.Context, data []byte) (int, error) {
+	if !ch.decided {
+		return 0, errUndecided
+	}
+	return ch.readExtended(ctx, data, 0)
+}
+
+func (c *channel) readExtended(ctx context.Context, data []byte, extended uint32) (n int, err error) {
 	switch extended {
 	case 1:
-		n, err = c.extPending.Read(data)
+		n, err = c.extPending.ReadContext(ctx, data)
 	case 0:
-		n, err = c.pending.Read(data)
+		n, err = c.pending.ReadContext(ctx, data)
 	default:
 		return 0, fmt.Errorf("ssh: extended code %d unimplemented", extended)
 	}

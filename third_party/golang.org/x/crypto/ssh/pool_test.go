@@ -6,6 +6,7 @@ package ssh
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"errors"
@@ -328,3 +329,35 @@ func TestNoBufferWhileWaiting(t *testing.T) {
 	}
 }
 
+// TestBufferReadContext: a read waiting for data gives up when its context
+// ends, takes nothing, and what is written afterwards goes to the next
+// read; data already there is returned even if the context has ended.
+func TestBufferReadContext(t *testing.T) {
+	b := newBuffer()
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := b.ReadContext(ctx, make([]byte, 8))
+		errc <- err
+	}()
+	time.Sleep(20 * time.Millisecond) // let it wait
+	cancel()
+	select {
+	case err := <-errc:
+		if err != context.Canceled {
+			t.Fatalf("ReadContext = %v, want %v", err, context.Canceled)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReadContext did not stop when its context ended")
+	}
+	b.write([]byte("typed"))
+	p := make([]byte, 8)
+	n, err := b.ReadContext(ctx, p) // ended, but there is data
+	if err != nil || string(p[:n]) != "typed" {
+		t.Fatalf("ReadContext after the write = %q, %v", p[:n], err)
+	}
+	b.eof()
+	if _, err := b.ReadContext(context.Background(), p); err != io.EOF {
+		t.Fatalf("ReadContext at EOF = %v", err)
+	}
+}
