@@ -126,9 +126,8 @@ func (s *Server) find(ctx context.Context, user string, raw string, proto xapi.P
 // CONNECT) ends the session, with console.end giving the reason. Either way
 // the denial says what to tell the user.
 //
-// console.start is written before the CONNECT and synced while it runs: the
-// sync costs about as much as a warm dial, and no byte is relayed before
-// both are done.
+// console.start is written before the CONNECT and synced while it runs
+// (see dialWhileSyncing).
 func (s *Server) open(ctx context.Context, st *connState, raw string, p xapi.Protocol, via string) (*consoleSession, net.Conn, *denial) {
 	user := st.userName()
 	octx, cancel := context.WithTimeout(ctx, s.consoleTimeout())
@@ -162,35 +161,70 @@ func (s *Server) open(ctx context.Context, st *connState, raw string, p xapi.Pro
 		}
 		return refused(d)
 	}
-	// The dial runs in its own goroutine so that it is under way while
-	// this one is blocked in the sync; started the other way round, the
-	// sync waited for a free thread.
-	type dialed struct {
-		conn net.Conn
-		err  error
-	}
-	dc := make(chan dialed, 1)
-	go func() {
-		r := dialed{err: errors.New("console dial failed")} // what a panic leaves
-		defer func() { dc <- r }()
-		defer s.recoverPanic("console dial")
-		r.conn, r.err = pool.DialConsole(octx, vm, p)
-	}()
+	r := s.dialWhileSyncing(octx, pool, vm, p)
 	ev := cs.ev
 	s.log.Info("console start", "conn", ev.ConnID, "session", cs.id, "user", ev.User, "pool", vm.Pool, "vm", vm.Name, "protocol", p, "via", via)
-	syncErr := s.Audit.Sync()
-	r := <-dc
 	if r.err != nil {
 		d := s.dialDenial(octx, pool, vm, p, r.err)
 		cs.end(d.reason)
 		return nil, nil, d
 	}
-	if syncErr != nil {
+	if r.syncErr != nil {
 		r.conn.Close()
 		cs.end(EndAuditFailed)
-		return nil, nil, &denial{msg: beginFailure(syncErr), reason: EndAuditFailed, code: gossh.ConnectionFailed, vm: &vm, err: syncErr}
+		return nil, nil, &denial{msg: beginFailure(r.syncErr), reason: EndAuditFailed, code: gossh.ConnectionFailed, vm: &vm, err: r.syncErr}
 	}
 	return cs, r.conn, nil
+}
+
+// dialed is a console dial's result, with the audit log's sync that ran
+// alongside it.
+type dialed struct {
+	conn    net.Conn
+	err     error
+	syncErr error
+}
+
+// connectNower is a Pool that can send a console's CONNECT at once
+// (*xapi.Client, see ConnectNow).
+type connectNower interface {
+	ConnectNow(ctx context.Context, vm xapi.VM, p xapi.Protocol) func() (net.Conn, error)
+}
+
+// dialWhileSyncing opens vm's console while the audit log syncs the
+// console.start just written: the sync costs about as much as a warm dial,
+// and no byte is relayed before both are done. When the pool can send the
+// CONNECT at once, it does, and the reply is read after the sync (by then
+// it has usually come); otherwise the dial runs in its own goroutine, so
+// that it is under way while this one is blocked in the sync.
+func (s *Server) dialWhileSyncing(ctx context.Context, pool Pool, vm xapi.VM, p xapi.Protocol) (r dialed) {
+	if cn, ok := pool.(connectNower); ok {
+		var reply func() (net.Conn, error)
+		func() {
+			defer s.recoverPanic("console dial")
+			reply = cn.ConnectNow(ctx, vm, p)
+		}()
+		if reply != nil {
+			r.syncErr = s.Audit.Sync()
+			r.err = errors.New("console dial failed") // what a panic leaves
+			func() {
+				defer s.recoverPanic("console dial")
+				r.conn, r.err = reply()
+			}()
+			return r
+		}
+	}
+	dc := make(chan dialed, 1)
+	go func() {
+		d := dialed{err: errors.New("console dial failed")} // what a panic leaves
+		defer func() { dc <- d }()
+		defer s.recoverPanic("console dial")
+		d.conn, d.err = pool.DialConsole(ctx, vm, p)
+	}()
+	syncErr := s.Audit.Sync()
+	r = <-dc
+	r.syncErr = syncErr
+	return r
 }
 
 // dialDenial says why a console could not be opened.

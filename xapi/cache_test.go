@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"io"
+	"net"
 	"testing"
 	"time"
 
@@ -155,5 +156,90 @@ func TestSpareDialledAfterFirstBytes(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		conn.Close()
+	}
+}
+
+// TestConnectNow: with the console's record cached, a session and a spare
+// connection waiting, ConnectNow sends the CONNECT at once and its function
+// returns the console; otherwise it returns nil. An expired session, a
+// dropped spare and a busy console give what DialConsole gives.
+func TestConnectNow(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, xapitest.Options{})
+	host := p.Host(0).Address()
+	c := newClient(t, p)
+	vm := findVM(t, c, "web-1")
+	if f := c.ConnectNow(t.Context(), vm, RFB); f != nil {
+		t.Fatal("ConnectNow sent a CONNECT with no spare connection")
+	}
+	readBanner := func(conn net.Conn) {
+		t.Helper()
+		banner := make([]byte, 12)
+		if _, err := io.ReadFull(conn, banner); err != nil || string(banner) != "RFB 003.008\n" {
+			t.Fatalf("banner %q, %v", banner, err)
+		}
+		conn.Close()
+	}
+	conn, err := c.DialConsole(t.Context(), vm, RFB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	readBanner(conn)
+	waitSpare := func() *tls.Conn {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+			c.spare.mu.Lock()
+			tc := c.spare.conns[host]
+			c.spare.mu.Unlock()
+			if tc != nil {
+				return tc
+			}
+		}
+		t.Fatal("no spare connection to the console host")
+		return nil
+	}
+	connectNow := func(what string) (net.Conn, error) {
+		t.Helper()
+		waitSpare()
+		f := c.ConnectNow(t.Context(), vm, RFB)
+		if f == nil {
+			t.Fatalf("%s: ConnectNow returned nil with a spare waiting", what)
+		}
+		return f()
+	}
+
+	conn, err = connectNow("warm")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readBanner(conn)
+
+	logins := p.Logins()
+	p.ExpireSessions()
+	if conn, err = connectNow("expired session"); err != nil {
+		t.Fatal(err)
+	}
+	readBanner(conn)
+	if got := p.Logins() - logins; got != 1 {
+		t.Errorf("expired session: %d logins, want 1", got)
+	}
+
+	waitSpare().NetConn().Close() // the host drops the waiting connection
+	if conn, err = connectNow("dropped spare"); err != nil {
+		t.Fatal(err)
+	}
+	readBanner(conn)
+
+	p.SetConsoleLimit(true)
+	held, err := c.DialConsole(t.Context(), vm, VT100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	go io.Copy(io.Discard, held) // reading it lets the next spare be dialled
+	_, err = connectNow("busy console")
+	var ce *ConnectError
+	if !errors.As(err, &ce) || ce.StatusCode != 503 {
+		t.Fatalf("busy console: %v, want a 503 ConnectError", err)
 	}
 }

@@ -79,12 +79,9 @@ func (c *Client) dialSession(ctx context.Context, vm VM, con Console) (net.Conn,
 var errUnauthorised = errors.New("session refused")
 
 func (c *Client) dialLocation(ctx context.Context, vm VM, con Console, session string) (net.Conn, error) {
-	if con.Location == "" {
-		return nil, fmt.Errorf("console has no address: %w", ErrNotRunning)
-	}
-	u, err := url.Parse(con.Location)
-	if err != nil || u.Scheme != "https" {
-		return nil, fmt.Errorf("console location %q is not an https URL", con.Location)
+	u, err := parseLocation(con)
+	if err != nil {
+		return nil, err
 	}
 	host := u.Host
 	if u.Hostname() == "" {
@@ -106,23 +103,16 @@ func (c *Client) dialLocation(ctx context.Context, vm VM, con Console, session s
 
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	if tc := c.spare.take(host); tc != nil {
-		// Checked again: the known-hosts file may have changed since the
-		// spare's handshake.
-		if verify := c.tlsConfigFor(host).VerifyConnection; verify != nil {
-			if err := verify(tc.ConnectionState()); err != nil {
-				tc.Close()
-				return nil, err
-			}
-		}
-		conn, err := c.connect(ctx, tc, u, session)
+	reply, err := c.requestOnSpare(ctx, host, u, session)
+	if err != nil {
+		return nil, err
+	}
+	if reply != nil {
+		conn, err := reply()
 		if err == nil {
-			conn.afterFirst(func() { c.refillSpare(host) })
 			return conn, nil
 		}
-		var ce *ConnectError
-		if errors.As(err, &ce) || errors.Is(err, errUnauthorised) {
-			c.refillSpare(host)
+		if !errors.Is(err, errSpareDropped) {
 			return nil, err
 		}
 		// The host dropped the waiting connection: dial afresh.
@@ -139,37 +129,153 @@ func (c *Client) dialLocation(ctx context.Context, vm VM, con Console, session s
 	return conn, nil
 }
 
+// parseLocation returns con's location, which must be an https URL.
+func parseLocation(con Console) (*url.URL, error) {
+	if con.Location == "" {
+		return nil, fmt.Errorf("console has no address: %w", ErrNotRunning)
+	}
+	u, err := url.Parse(con.Location)
+	if err != nil || u.Scheme != "https" {
+		return nil, fmt.Errorf("console location %q is not an https URL", con.Location)
+	}
+	return u, nil
+}
+
+// errSpareDropped marks a CONNECT over a spare connection that failed
+// because the connection was no good: the host had dropped it.
+var errSpareDropped = errors.New("spare connection dropped")
+
+// requestOnSpare sends the CONNECT for the console at u over the spare
+// connection to host, if one is waiting, and returns the function that
+// reads the reply; nil and no error if there is no spare. The reply's
+// error wraps errSpareDropped if the host had dropped the connection. The
+// next spare is dialled once the console's first bytes are through (see
+// afterFirst), or at once if the host refuses the CONNECT.
+func (c *Client) requestOnSpare(ctx context.Context, host string, u *url.URL, session string) (func() (*consoleConn, error), error) {
+	tc := c.spare.take(host)
+	if tc == nil {
+		return nil, nil
+	}
+	// Checked again: the known-hosts file may have changed since the
+	// spare's handshake.
+	if verify := c.tlsConfigFor(host).VerifyConnection; verify != nil {
+		if err := verify(tc.ConnectionState()); err != nil {
+			tc.Close()
+			return nil, err
+		}
+	}
+	reply, err := c.request(ctx, tc, u, session)
+	if err != nil {
+		return func() (*consoleConn, error) { return nil, fmt.Errorf("%w: %w", errSpareDropped, err) }, nil
+	}
+	return func() (*consoleConn, error) {
+		conn, err := reply()
+		var ce *ConnectError
+		switch {
+		case err == nil:
+			conn.afterFirst(func() { c.refillSpare(host) })
+			return conn, nil
+		case errors.As(err, &ce) || errors.Is(err, errUnauthorised):
+			c.refillSpare(host)
+			return nil, err
+		}
+		return nil, fmt.Errorf("%w: %w", errSpareDropped, err)
+	}, nil
+}
+
+// ConnectNow sends the CONNECT for vm's console of protocol p at once, if
+// it can: when the console's location and a session are known and a spare
+// connection to the console's host is waiting. It then returns the
+// function that reads the reply and returns what DialConsole would, to be
+// called once; the host works on the request meanwhile, while the caller
+// does something else (the bastion syncs its audit log). Otherwise it
+// returns nil: use DialConsole.
+func (c *Client) ConnectNow(ctx context.Context, vm VM, p Protocol) func() (net.Conn, error) {
+	con, ok := c.cachedConsole(vm, p)
+	if !ok {
+		return nil
+	}
+	c.mu.Lock()
+	session := c.session
+	c.mu.Unlock()
+	if session == "" {
+		return nil
+	}
+	u, err := parseLocation(con)
+	if err != nil || u.Hostname() == "" {
+		return nil // DialConsole says what is wrong, or asks for the host
+	}
+	dctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	reply, err := c.requestOnSpare(dctx, hostPort(u.Host, "443"), u, session)
+	if reply == nil && err == nil {
+		cancel()
+		return nil
+	}
+	return func() (net.Conn, error) {
+		defer cancel()
+		if err != nil {
+			return nil, fmt.Errorf("xapi: open %s console of %s: %w", p, vm.Name, err)
+		}
+		conn, err := reply()
+		if err == nil {
+			return conn, nil
+		}
+		var ce *ConnectError
+		switch {
+		case errors.Is(err, errUnauthorised):
+			c.dropSession(session)
+		case errors.As(err, &ce) && !stale(err):
+			return nil, fmt.Errorf("xapi: open %s console of %s: %w", p, vm.Name, err)
+		}
+		// The spare had been dropped, or the session or the records were
+		// out of date: DialConsole deals with each.
+		return c.DialConsole(ctx, vm, p)
+	}
+}
+
 // connect sends CONNECT for the console at u over tc and reads the reply.
 // It closes tc on failure.
 func (c *Client) connect(ctx context.Context, tc *tls.Conn, u *url.URL, session string) (*consoleConn, error) {
+	reply, err := c.request(ctx, tc, u, session)
+	if err != nil {
+		return nil, err
+	}
+	return reply()
+}
+
+// request sends CONNECT for the console at u over tc and returns the
+// function that reads the reply. Either closes tc on failure.
+func (c *Client) request(ctx context.Context, tc *tls.Conn, u *url.URL, session string) (func() (*consoleConn, error), error) {
 	// The deadline covers the request and the reply header.
 	if d, ok := ctx.Deadline(); ok {
 		tc.SetDeadline(d)
 	}
-	fail := func(err error) (*consoleConn, error) {
+	fail := func(err error) error {
 		tc.Close()
-		return nil, withContextErr(ctx, err)
+		return withContextErr(ctx, err)
 	}
 	q := u.Query()
 	q.Set("session_id", session)
 	req := "CONNECT " + u.EscapedPath() + "?" + q.Encode() + " HTTP/1.0\r\n\r\n"
 	if _, err := io.WriteString(tc, req); err != nil {
-		return fail(err)
+		return nil, fail(err)
 	}
-	br := bufio.NewReaderSize(tc, 4<<10)
-	if err := ReadConnectReply(br); err != nil {
-		var ce *ConnectError
-		if errors.As(err, &ce) && ce.StatusCode == 401 {
-			return fail(fmt.Errorf("%w: %w", errUnauthorised, err))
+	return func() (*consoleConn, error) {
+		br := bufio.NewReaderSize(tc, 4<<10)
+		if err := ReadConnectReply(br); err != nil {
+			var ce *ConnectError
+			if errors.As(err, &ce) && ce.StatusCode == 401 {
+				return nil, fail(fmt.Errorf("%w: %w", errUnauthorised, err))
+			}
+			return nil, fail(err)
 		}
-		return fail(err)
-	}
-	tc.SetDeadline(noDeadline)
-	cc := &consoleConn{Conn: tc}
-	if br.Buffered() > 0 {
-		cc.r = br // console bytes that came with the reply header
-	}
-	return cc, nil
+		tc.SetDeadline(noDeadline)
+		cc := &consoleConn{Conn: tc}
+		if br.Buffered() > 0 {
+			cc.r = br // console bytes that came with the reply header
+		}
+		return cc, nil
+	}, nil
 }
 
 // withContextErr adds ctx's error to err when ctx is done or err is a

@@ -291,6 +291,26 @@ func (c *Client) Console(ctx context.Context, vm VM, p Protocol) (Console, error
 }
 
 // console is Console, also returning the VM as XAPI has it now.
+// cachedConsole returns vm's console of protocol p if its record is in the
+// cache: no XAPI call.
+func (c *Client) cachedConsole(vm VM, p Protocol) (Console, bool) {
+	if !vm.Running() {
+		return Console{}, false
+	}
+	refs := vm.consoleRefs
+	if refs == nil {
+		for _, con := range vm.Consoles {
+			refs = append(refs, con.Ref)
+		}
+	}
+	for _, ref := range refs {
+		if con, ok := c.cache.console(ref); ok && con.Protocol == p {
+			return con, true
+		}
+	}
+	return Console{}, false
+}
+
 func (c *Client) console(ctx context.Context, vm VM, p Protocol) (VM, Console, error) {
 	for fresh := false; ; fresh = true {
 		if !vm.Running() {

@@ -1,0 +1,84 @@
+package bastion_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/xenbastion/xenbastion/bastion"
+	"github.com/xenbastion/xenbastion/bastion/bastiontest"
+)
+
+// TestAuditSyncFailure: when console.start cannot be synced to disk (the
+// audit log here is a pipe, which fsync refuses), no console is relayed: the
+// open is refused with a short reason and console.end says why. The opens
+// are repeated so that both ways of dialling are taken: the first open of
+// the console's host dials it while the sync runs, later ones find a spare
+// connection and send the CONNECT before the sync.
+func TestAuditSyncFailure(t *testing.T) {
+	t.Parallel()
+	fifo := filepath.Join(t.TempDir(), "audit.pipe")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	events := make(chan bastion.Event, 100)
+	go func() {
+		f, err := os.Open(fifo) // waits for the bastion to open it
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var ev bastion.Event
+			if json.Unmarshal(sc.Bytes(), &ev) == nil {
+				events <- ev
+			}
+		}
+	}()
+	b := bastiontest.Start(t, bastiontest.Options{Configure: func(s *bastion.Server) {
+		a, err := bastion.OpenAuditLog(fifo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Audit = a
+	}})
+	c := b.Dial(t, "alice")
+	next := func(kind string) bastion.Event {
+		t.Helper()
+		for {
+			select {
+			case ev := <-events:
+				if ev.Event == kind {
+					return ev
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("no %s event", kind)
+			}
+		}
+	}
+	for i := range 4 {
+		conn, err := c.Dial("tcp", "web-1:5900")
+		if err == nil {
+			conn.Close()
+			t.Fatalf("open %d: a console was opened with console.start not synced", i+1)
+		}
+		if !strings.Contains(err.Error(), "cannot write its audit log") {
+			t.Errorf("open %d: %v, want the audit log named as the reason", i+1, err)
+		}
+		start := next(bastion.EventConsoleStart)
+		end := next(bastion.EventConsoleEnd)
+		if end.Reason != bastion.EndAuditFailed || end.VM != "web-1" || end.ConnID != start.ConnID {
+			t.Errorf("open %d: console.end = %+v", i+1, end)
+		}
+		if *end.BytesOut != 0 || *end.BytesIn != 0 {
+			t.Errorf("open %d: %d bytes out, %d in were relayed", i+1, *end.BytesOut, *end.BytesIn)
+		}
+		time.Sleep(50 * time.Millisecond) // time to dial a spare connection
+	}
+}
