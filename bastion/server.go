@@ -234,6 +234,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var err error
 	select {
 	case <-waited:
+		s.drainConns(ctx, closeGrace)
 		s.ssh.Close()
 	case <-ctx.Done():
 		err = ctx.Err()
@@ -248,6 +249,52 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	<-done
 	return err
+}
+
+// closeGrace bounds how long Shutdown waits for clients to close their
+// connections once it has ended their streams.
+const closeGrace = time.Second
+
+// drainConns ends the stream of every authenticated connection (a TCP
+// half-close) and waits, at most grace, for the clients to close them.
+// Closing a connection outright while the client's last packets (its
+// channel close, say) are unread resets it, and the client could lose
+// what it had not yet read: the exit status of a console command ended by
+// the shutdown (ssh then exits 255, not 1).
+func (s *Server) drainConns(ctx context.Context, grace time.Duration) {
+	s.count.mu.Lock()
+	conns := make([]*trackedConn, 0, len(s.count.conns))
+	for c := range s.count.conns {
+		conns = append(conns, c)
+	}
+	s.count.mu.Unlock()
+	if len(conns) == 0 {
+		return
+	}
+	for _, c := range conns {
+		if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+			cw.CloseWrite()
+		}
+	}
+	t := time.NewTimer(grace)
+	defer t.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s.count.mu.Lock()
+		n := len(s.count.conns)
+		s.count.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		select {
+		case <-tick.C:
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
 }
 
 // Close closes the listeners and every connection at once. Console sessions
