@@ -25,19 +25,22 @@
 //  4. open.go: find resolves the name with [ParseTarget] and the pools'
 //     FindVMs, drops the VMs the user may not open ([Policy.Decide], the
 //     one place access is decided) before saying anything else about them,
-//     then picks one with xapi.Choose; open takes a console slot and dials
-//     the console through the pool.
+//     then picks one with xapi.Choose; open takes a console slot, writes
+//     console.start and dials the console through the pool while the audit
+//     log syncs it (dialWhileSyncing: a warm console's CONNECT goes out
+//     before the sync, and its reply is read after).
 //     A refusal is a denial: a short message for the user, a reason for the
 //     audit log, and the internal error for the operator's log only.
-//  5. relay.go: begin registers the session and writes console.start
-//     (synced) before any byte moves; run relays both ways until one side
+//  5. relay.go: begin registers the session and writes console.start,
+//     synced before any byte moves; run relays both ways until one side
 //     ends, the connection goes, a limit or a reload (SetPolicy) ends it,
 //     or the server shuts down, and always writes console.end with the byte
 //     counts and the reason.
 //
 // Shutdown stops accepting, cancels the server's base context (every relay
 // watches it and ends with reason "server shutdown"), waits for the
-// handlers to write their records, then closes the connections.
+// handlers to write their records, ends each connection's stream and
+// gives the clients a moment to close them, then closes what is left.
 //
 // The package depends on XAPI only through the [Pool] interface, which
 // *xapi.Client implements; bastiontest starts a Server in front of the

@@ -16,7 +16,11 @@
 // [Client.DialConsole] opens a console: TLS to the host named by the
 // console's location, "CONNECT /console?..." with the session, a 200 reply
 // required, and a net.Conn that carries the raw console bytes (RFB or vt100)
-// from the first byte after the reply header.
+// from the first byte after the reply header. The client keeps a spare TLS
+// connection to each console host it has dialled, so that the next CONNECT
+// needs no handshake; [Client.ConnectNow] sends a CONNECT over it at once
+// and reads the reply later, for a caller with something else to do
+// meanwhile.
 //
 // TLS trust is explicit: see [Trust]. XAPI hosts serve self-signed
 // certificates, so a pool is trusted by pinned SHA-256 fingerprints, by a CA
