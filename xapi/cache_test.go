@@ -138,8 +138,12 @@ func TestSpareDialledAfterFirstBytes(t *testing.T) {
 			// The RFB banner, then the client's version: the server then
 			// sends its security types, read by a second Read.
 			banner := make([]byte, 12)
+			withReply := conn.(interface{ Buffered() int }).Buffered() >= len(banner)
 			if _, err := io.ReadFull(conn, banner); err != nil {
 				t.Fatal(err)
+			}
+			if d, w := spareState(c); withReply && (d || w) {
+				t.Fatal("a spare was dialled while the first bytes, which came with the reply, were being relayed")
 			}
 			if _, err := conn.Write(banner); err != nil {
 				t.Fatal(err)
@@ -224,7 +228,14 @@ func TestConnectNow(t *testing.T) {
 		t.Errorf("expired session: %d logins, want 1", got)
 	}
 
-	waitSpare().NetConn().Close() // the host drops the waiting connection
+	waitSpare().NetConn().Close() // the request cannot be sent
+	if conn, err = connectNow("closed spare"); err != nil {
+		t.Fatal(err)
+	}
+	readBanner(conn)
+	// The request goes out, but the reply never comes: read as if the host
+	// had dropped the connection.
+	waitSpare().NetConn().(*batchConn).Conn.(*net.TCPConn).CloseRead()
 	if conn, err = connectNow("dropped spare"); err != nil {
 		t.Fatal(err)
 	}

@@ -178,6 +178,8 @@ func (c *Client) requestOnSpare(ctx context.Context, host string, u *url.URL, se
 		case errors.As(err, &ce) || errors.Is(err, errUnauthorised):
 			c.refillSpare(host)
 			return nil, err
+		case ctx.Err() != nil:
+			return nil, err // the host is slow, not gone: no second try
 		}
 		return nil, fmt.Errorf("%w: %w", errSpareDropped, err)
 	}, nil
@@ -224,7 +226,9 @@ func (c *Client) ConnectNow(ctx context.Context, vm VM, p Protocol) func() (net.
 		switch {
 		case errors.Is(err, errUnauthorised):
 			c.dropSession(session)
-		case errors.As(err, &ce) && !stale(err):
+		case stale(err):
+			c.cache.forget(vm) // or DialConsole would try the same location first
+		case errors.As(err, &ce) || !errors.Is(err, errSpareDropped):
 			return nil, fmt.Errorf("xapi: open %s console of %s: %w", p, vm.Name, err)
 		}
 		// The spare had been dropped, or the session or the records were

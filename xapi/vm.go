@@ -290,7 +290,6 @@ func (c *Client) Console(ctx context.Context, vm VM, p Protocol) (Console, error
 	return con, err
 }
 
-// console is Console, also returning the VM as XAPI has it now.
 // cachedConsole returns vm's console of protocol p if its record is in the
 // cache: no XAPI call.
 func (c *Client) cachedConsole(vm VM, p Protocol) (Console, bool) {
@@ -311,6 +310,7 @@ func (c *Client) cachedConsole(vm VM, p Protocol) (Console, bool) {
 	return Console{}, false
 }
 
+// console is Console, also returning the VM as XAPI has it now.
 func (c *Client) console(ctx context.Context, vm VM, p Protocol) (VM, Console, error) {
 	for fresh := false; ; fresh = true {
 		if !vm.Running() {
