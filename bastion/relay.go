@@ -284,19 +284,6 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 	}
 	cs.lastOut.Store(time.Now().UnixNano())
 
-	// The console's first bytes, when they came with the CONNECT reply,
-	// go to the client from this goroutine, before the copies start: a
-	// console open waits for them, and the copies have yet to be
-	// scheduled.
-	if b, ok := console.(interface{ Buffered() int }); ok && b.Buffered() > 0 {
-		p := make([]byte, min(b.Buffered(), copyBufSize))
-		n, _ := console.Read(p)
-		if _, err := client.Write(p[:n]); err != nil {
-			finish(EndClientClosed)
-		}
-		cs.bytesOut.Add(int64(n))
-	}
-
 	var wg sync.WaitGroup
 	inputDone := make(chan struct{})
 	wg.Add(3)
@@ -320,6 +307,22 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 			context.AfterFunc(ctx, func() { t.Stop() })
 		}
 	}()
+	go func() {
+		defer wg.Done()
+		if mode == forwardMode {
+			return
+		}
+		select {
+		case <-inputDone:
+		case <-ctx.Done():
+			return
+		}
+		cs.drain(ctx, finish)
+	}()
+
+	// Started last, so that it runs first: a console open waits for the
+	// console's first bytes, which have often come with the CONNECT reply
+	// and are read at once.
 	go func() { // console -> client
 		defer wg.Done()
 		buf := new(copyBuffer)
@@ -351,19 +354,6 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 				return
 			}
 		}
-	}()
-
-	go func() {
-		defer wg.Done()
-		if mode == forwardMode {
-			return
-		}
-		select {
-		case <-inputDone:
-		case <-ctx.Done():
-			return
-		}
-		cs.drain(ctx, finish)
 	}()
 
 	<-ctx.Done()
