@@ -2,24 +2,28 @@ package bastion_test
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/xenbastion/xenbastion/bastion"
 	"github.com/xenbastion/xenbastion/bastion/bastiontest"
+	"github.com/xenbastion/xenbastion/xapi"
 )
 
 // TestAuditSyncFailure: when console.start cannot be synced to disk (the
 // audit log here is a pipe, which fsync refuses), no console is relayed: the
 // open is refused with a short reason and console.end says why. The opens
-// are repeated so that both ways of dialling are taken: the first open of
-// the console's host dials it while the sync runs, later ones find a spare
-// connection and send the CONNECT before the sync.
+// are repeated until both ways of dialling have been taken: the first open
+// of the console's host dials it while the sync runs, a later one finds a
+// spare connection and sends the CONNECT before the sync.
 func TestAuditSyncFailure(t *testing.T) {
 	t.Parallel()
 	fifo := filepath.Join(t.TempDir(), "audit.pipe")
@@ -41,12 +45,15 @@ func TestAuditSyncFailure(t *testing.T) {
 			}
 		}
 	}()
+	var pool *connectNowCounter
 	b := bastiontest.Start(t, bastiontest.Options{Configure: func(s *bastion.Server) {
 		a, err := bastion.OpenAuditLog(fifo)
 		if err != nil {
 			t.Fatal(err)
 		}
 		s.Audit = a
+		pool = &connectNowCounter{Pool: s.Pools[0], c: s.Pools[0].(*xapi.Client)}
+		s.Pools[0] = pool
 	}})
 	c := b.Dial(t, "alice")
 	next := func(kind string) bastion.Event {
@@ -62,7 +69,10 @@ func TestAuditSyncFailure(t *testing.T) {
 			}
 		}
 	}
-	for i := range 4 {
+	for i := 0; i < 2 || pool.sent.Load() == 0; i++ {
+		if i == 20 {
+			t.Fatal("no open found a spare connection to send the CONNECT at once")
+		}
 		conn, err := c.Dial("tcp", "web-1:5900")
 		if err == nil {
 			conn.Close()
@@ -81,4 +91,20 @@ func TestAuditSyncFailure(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond) // time to dial a spare connection
 	}
+}
+
+// connectNowCounter counts the opens whose CONNECT went out before the
+// audit log's sync.
+type connectNowCounter struct {
+	bastion.Pool
+	c    *xapi.Client
+	sent atomic.Int32
+}
+
+func (p *connectNowCounter) ConnectNow(ctx context.Context, vm xapi.VM, proto xapi.Protocol) func() (net.Conn, error) {
+	f := p.c.ConnectNow(ctx, vm, proto)
+	if f != nil {
+		p.sent.Add(1)
+	}
+	return f
 }

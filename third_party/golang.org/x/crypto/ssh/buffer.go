@@ -102,7 +102,9 @@ func (b *buffer) Read(buf []byte) (n int, err error) {
 // ReadContext is Read, but it stops waiting when ctx is done and returns
 // ctx's error, having taken nothing from the buffer (xenbastion patch).
 func (b *buffer) ReadContext(ctx context.Context, buf []byte) (n int, err error) {
-	if ctx.Done() != nil {
+	// A context that has ended needs no wake-up: it is checked before
+	// every wait.
+	if ctx.Done() != nil && ctx.Err() == nil {
 		defer context.AfterFunc(ctx, func() {
 			b.Cond.L.Lock()
 			b.Cond.Broadcast()

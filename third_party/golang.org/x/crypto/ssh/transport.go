@@ -259,9 +259,12 @@ const pooledPacketSize = 36 << 10
 
 // pooledPacketOffset is where the payload starts in a pooled buffer that a
 // packet was decrypted in: after the length (4 bytes) and the padding
-// length (1). A payload's capacity, pooledPacketSize-pooledPacketOffset, is
-// odd, which no allocation's capacity is: a packet with that capacity is
-// known to be in a pooled buffer.
+// length (1). A pooled payload's capacity, pooledPacketSize-
+// pooledPacketOffset, is odd; the packets readPacket returns that are not
+// pooled come from make([]byte, len(packet)), whose capacity is a size
+// class (a multiple of 8 bytes at this size), so a packet with that
+// capacity is known to be in a pooled buffer. Only packets readPacket
+// returned may be given to recyclePacket.
 const pooledPacketOffset = 5
 
 var packetPool = sync.Pool{New: func() any { b := make([]byte, pooledPacketSize); return &b }}
