@@ -3,6 +3,7 @@ package bastion_test
 import (
 	"io"
 	"net"
+	"strings"
 	"testing"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -60,6 +61,58 @@ func BenchmarkForwardFrames(b *testing.B) {
 		conn.Write(req)
 		if _, err := io.CopyN(io.Discard, conn, frame); err != nil {
 			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkKeystroke measures keys' round trips through a console session
+// with a PTY: two keys to the simulated shell and their echoes back.
+// With -benchmem and -memprofile it shows what a keystroke allocates (the
+// client's and the simulated pool's allocations are in the same process).
+func BenchmarkKeystroke(b *testing.B) {
+	bt := bastiontest.Start(b, bastiontest.Options{})
+	c := bt.Dial(b, "alice")
+	sess, err := c.NewSession()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sess.Close()
+	if err := sess.RequestPty("xterm", 24, 80, gossh.TerminalModes{}); err != nil {
+		b.Fatal(err)
+	}
+	in, _ := sess.StdinPipe()
+	out, _ := sess.StdoutPipe()
+	if err := sess.Start("console web-1"); err != nil {
+		b.Fatal(err)
+	}
+	// The first key's echo comes after the bastion's greeting; the shell
+	// then echoes each key typed.
+	buf := make([]byte, 4096)
+	key := []byte{'x'}
+	if _, err := in.Write(key); err != nil {
+		b.Fatal(err)
+	}
+	for seen := ""; !strings.HasSuffix(seen, "x"); {
+		n, err := out.Read(buf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		seen += string(buf[:n])
+	}
+	// Each op is two keys, so that the line stays short: a character
+	// (echoed) and DEL (echoed as "\b \b").
+	del := []byte{0x7f}
+	for b.Loop() {
+		for _, k := range []struct {
+			key  []byte
+			echo int
+		}{{del, 3}, {key, 1}} {
+			if _, err := in.Write(k.key); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := io.ReadFull(out, buf[:k.echo]); err != nil {
+				b.Fatal(err)
+			}
 		}
 	}
 }
