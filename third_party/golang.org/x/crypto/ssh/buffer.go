@@ -21,6 +21,15 @@ type buffer struct {
 	tail *element // the buffer that will be read last
 
 	closed bool
+
+	// xenbastion patch: what the reading path would otherwise allocate
+	// for every packet. free lists elements that have been read, for
+	// writePacket to use again; watched is the context ReadContext was
+	// last given, and stopWatch stops the wake-up registered for it.
+	free      *element
+	watched   context.Context
+	stopWatch func() bool
+	wake      func()
 }
 
 // An element represents a single link in a linked list.
@@ -53,7 +62,13 @@ func (b *buffer) write(buf []byte) {
 // recyclePacket) once buf has been read.
 func (b *buffer) writePacket(buf, packet []byte) {
 	b.Cond.L.Lock()
-	e := &element{buf: buf, packet: packet}
+	e := b.free
+	if e != nil {
+		b.free = e.next
+		*e = element{buf: buf, packet: packet}
+	} else {
+		e = &element{buf: buf, packet: packet}
+	}
 	b.tail.next = e
 	b.tail = e
 	b.Cond.Signal()
@@ -67,6 +82,15 @@ func (b *buffer) eof() {
 	b.closed = true
 	b.Cond.Signal()
 	b.Cond.L.Unlock()
+}
+
+// advance makes the next element the head, keeping the old one for
+// writePacket (xenbastion patch). b.head must not be b.tail.
+func (b *buffer) advance() {
+	old := b.head
+	b.head = old.next
+	*old = element{next: b.free}
+	b.free = old
 }
 
 // next removes the next piece of data from the buffer and returns it with
@@ -83,7 +107,7 @@ func (b *buffer) next() (buf, packet []byte, err error) {
 			return buf, packet, nil
 		}
 		if b.head != b.tail {
-			b.head = b.head.next
+			b.advance()
 			continue
 		}
 		if b.closed {
@@ -91,6 +115,29 @@ func (b *buffer) next() (buf, packet []byte, err error) {
 		}
 		b.Cond.Wait()
 	}
+}
+
+// watch makes sure a Wait wakes up when ctx ends. The wake-up stays
+// registered for the next call with the same context, so that a reader
+// that passes the same one every time allocates nothing per read. b.Cond.L
+// must be held.
+func (b *buffer) watch(ctx context.Context) {
+	// A context that cannot end, or has ended, needs no wake-up: ctx.Err
+	// is checked before every wait.
+	if ctx == b.watched || ctx.Done() == nil || ctx.Err() != nil {
+		return
+	}
+	if b.stopWatch != nil {
+		b.stopWatch()
+	}
+	if b.wake == nil {
+		b.wake = func() {
+			b.Cond.L.Lock()
+			b.Cond.Broadcast()
+			b.Cond.L.Unlock()
+		}
+	}
+	b.watched, b.stopWatch = ctx, context.AfterFunc(ctx, b.wake)
 }
 
 // Read reads data from the internal buffer in buf.  Reads will block
@@ -101,18 +148,11 @@ func (b *buffer) Read(buf []byte) (n int, err error) {
 
 // ReadContext is Read, but it stops waiting when ctx is done and returns
 // ctx's error, having taken nothing from the buffer (xenbastion patch).
+// ctx must be comparable with ==, as the contexts of package context are.
 func (b *buffer) ReadContext(ctx context.Context, buf []byte) (n int, err error) {
-	// A context that has ended needs no wake-up: it is checked before
-	// every wait.
-	if ctx.Done() != nil && ctx.Err() == nil {
-		defer context.AfterFunc(ctx, func() {
-			b.Cond.L.Lock()
-			b.Cond.Broadcast()
-			b.Cond.L.Unlock()
-		})()
-	}
 	b.Cond.L.Lock()
 	defer b.Cond.L.Unlock()
+	b.watch(ctx)
 
 	for len(buf) > 0 {
 		// if there is data in b.head, copy it
@@ -128,7 +168,7 @@ func (b *buffer) ReadContext(ctx context.Context, buf []byte) (n int, err error)
 		}
 		// if there is a next buffer, make it the head
 		if len(b.head.buf) == 0 && b.head != b.tail {
-			b.head = b.head.next
+			b.advance()
 			continue
 		}
 

@@ -302,9 +302,10 @@ func (s *streamPacketCipher) writeCipherPacket(seqNum uint32, w io.Writer, rand 
 }
 
 type gcmCipher struct {
-	aead cipher.AEAD
-	iv   []byte
-	buf  []byte
+	aead   cipher.AEAD
+	iv     []byte
+	buf    []byte
+	prefix [4]byte // the length read, kept here so that reading allocates nothing
 }
 
 func newGCMCipher(key, iv, unusedMacKey []byte, unusedAlgs DirectionAlgorithms) (packetCipher, error) {
@@ -383,11 +384,11 @@ func (c *gcmCipher) readCipherPacket(seqNum uint32, r io.Reader) ([]byte, error)
 // readCipherPacketInto is readCipherPacket into buf if the packet fits
 // there (xenbastion patch, see intoCipher).
 func (c *gcmCipher) readCipherPacketInto(seqNum uint32, r io.Reader, rb *readBuffer) ([]byte, bool, error) {
-	var prefix [4]byte
-	if _, err := io.ReadFull(r, prefix[:]); err != nil {
+	prefix := c.prefix[:]
+	if _, err := io.ReadFull(r, prefix); err != nil {
 		return nil, false, err
 	}
-	length := binary.BigEndian.Uint32(prefix[:])
+	length := binary.BigEndian.Uint32(prefix)
 	if length > maxPacket {
 		return nil, false, errors.New("ssh: max packet length exceeded")
 	}
@@ -404,7 +405,7 @@ func (c *gcmCipher) readCipherPacketInto(seqNum uint32, r io.Reader, rb *readBuf
 		buf = c.buf
 	}
 	buf = buf[:end]
-	copy(buf, prefix[:])
+	copy(buf, prefix)
 	if _, err := io.ReadFull(r, buf[4:]); err != nil {
 		return nil, false, err
 	}
@@ -741,6 +742,9 @@ type chacha20Poly1305Cipher struct {
 	lengthKey  [32]byte
 	contentKey [32]byte
 	buf        []byte
+	// encLength is the encrypted length read, kept here so that reading
+	// allocates nothing.
+	encLength [4]byte
 }
 
 // xenbastion patch: the keystreams and MACs come from chachaXOR and
@@ -787,13 +791,13 @@ func (c *chacha20Poly1305Cipher) readCipherPacket(seqNum uint32, r io.Reader) ([
 func (c *chacha20Poly1305Cipher) readCipherPacketInto(seqNum uint32, r io.Reader, rb *readBuffer) ([]byte, bool, error) {
 	polyKey := c.polyKey(seqNum)
 
-	var encryptedLength [4]byte
-	if _, err := io.ReadFull(r, encryptedLength[:]); err != nil {
+	encryptedLength := c.encLength[:]
+	if _, err := io.ReadFull(r, encryptedLength); err != nil {
 		return nil, false, err
 	}
 
 	var lenBytes [4]byte
-	chachaXOR(lenBytes[:], encryptedLength[:], &c.lengthKey, seqNum, 0)
+	chachaXOR(lenBytes[:], encryptedLength, &c.lengthKey, seqNum, 0)
 
 	length := binary.BigEndian.Uint32(lenBytes[:])
 	if length > maxPacket {
@@ -813,7 +817,7 @@ func (c *chacha20Poly1305Cipher) readCipherPacketInto(seqNum uint32, r io.Reader
 		buf = c.buf
 	}
 	buf = buf[:packetEnd]
-	copy(buf, encryptedLength[:])
+	copy(buf, encryptedLength)
 
 	if _, err := io.ReadFull(r, buf[4:packetEnd]); err != nil {
 		return nil, false, err

@@ -83,7 +83,7 @@ type intoCipher interface {
 // readBuffer gives a packet that is being read a pooled buffer, asked for
 // only once the packet has begun to arrive: a connection waiting for its
 // next packet holds none.
-type readBuffer struct{ pooled *[]byte }
+type readBuffer struct{ pooled *pooledPacket }
 
 // get returns a pooled buffer of at least n bytes, or nil if n is more than
 // a pooled buffer holds.
@@ -92,9 +92,9 @@ func (b *readBuffer) get(n int) []byte {
 		return nil
 	}
 	if b.pooled == nil {
-		b.pooled = packetPool.Get().(*[]byte)
+		b.pooled = packetPool.Get().(*pooledPacket)
 	}
-	return *b.pooled
+	return b.pooled[:]
 }
 
 // sealCipher is a packetCipher that can return a whole encrypted packet.
@@ -112,6 +112,7 @@ type connectionState struct {
 	seqNum           uint32
 	dir              direction
 	pendingKeyChange chan packetCipher
+	rb               readBuffer // for readPacket (xenbastion patch)
 }
 
 func (t *transport) setStrictMode() error {
@@ -184,12 +185,12 @@ func (s *connectionState) readPacket(r *bufio.Reader, strictMode bool) ([]byte, 
 	var packet []byte
 	var err error
 	// pooled, if not nil, holds packet (xenbastion patch).
-	var pooled *[]byte
+	var pooled *pooledPacket
 	if c, ok := s.packetCipher.(intoCipher); ok {
-		var rb readBuffer
 		var into bool
-		packet, into, err = c.readCipherPacketInto(s.seqNum, r, &rb)
-		if pooled = rb.pooled; pooled != nil && !into {
+		s.rb.pooled = nil
+		packet, into, err = c.readCipherPacketInto(s.seqNum, r, &s.rb)
+		if pooled = s.rb.pooled; pooled != nil && !into {
 			packetPool.Put(pooled)
 			pooled = nil
 		}
@@ -241,7 +242,7 @@ func (s *connectionState) readPacket(r *bufio.Reader, strictMode bool) ([]byte, 
 	// packet out here.
 	var fresh []byte
 	if channelData && len(packet) <= pooledPacketSize-pooledPacketOffset {
-		fresh = (*packetPool.Get().(*[]byte))[pooledPacketOffset:][:len(packet)]
+		fresh = packetPool.Get().(*pooledPacket)[pooledPacketOffset:][:len(packet)]
 	} else {
 		fresh = make([]byte, len(packet))
 	}
@@ -267,7 +268,11 @@ const pooledPacketSize = 36 << 10
 // returned may be given to recyclePacket.
 const pooledPacketOffset = 5
 
-var packetPool = sync.Pool{New: func() any { b := make([]byte, pooledPacketSize); return &b }}
+// pooledPacket is a pooled buffer. The pool holds pointers to arrays, not
+// slices, so that putting one back allocates nothing.
+type pooledPacket [pooledPacketSize]byte
+
+var packetPool = sync.Pool{New: func() any { return new(pooledPacket) }}
 
 // recyclePacket gives a channel data packet's buffer back to the pool, if
 // it came from there. Nothing may use the packet afterwards.
@@ -278,8 +283,7 @@ func recyclePacket(packet []byte) {
 	// The packet is buf[pooledPacketOffset:] of a pooled buf: step back to
 	// the start of the same allocation.
 	start := unsafe.Add(unsafe.Pointer(unsafe.SliceData(packet)), -pooledPacketOffset)
-	b := unsafe.Slice((*byte)(start), pooledPacketSize)
-	packetPool.Put(&b)
+	packetPool.Put((*pooledPacket)(start))
 }
 
 func (t *transport) writePacket(packet []byte) error {
