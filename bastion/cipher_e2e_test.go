@@ -51,3 +51,24 @@ func TestCiphers(t *testing.T) {
 		t.Errorf("audit log starts with %+v", evs[:min(1, len(evs))])
 	}
 }
+
+// TestCiphersConfigured: with Ciphers set to AES-GCM only, a stock OpenSSH
+// client (chacha20-poly1305, then AES-CTR, then AES-GCM in its list)
+// negotiates aes128-gcm, and one that insists on chacha20-poly1305 is told
+// there is no cipher in common.
+func TestCiphersConfigured(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{Configure: func(s *bastion.Server) {
+		s.Ciphers = []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com"}
+	}})
+	r := runSSH(t, b, "alice", "", []string{"-v"}, "list")
+	for _, dir := range []string{"server->client", "client->server"} {
+		if r.code != 0 || !strings.Contains(r.stderr, dir+" cipher: aes128-gcm@openssh.com") {
+			t.Fatalf("stock client: exit %d, want aes128-gcm %s; stderr:\n%s", r.code, dir, r.stderr)
+		}
+	}
+	r = runSSH(t, b, "alice", "", []string{"-c", "chacha20-poly1305@openssh.com"}, "list")
+	if r.code == 0 || !strings.Contains(r.stderr, "no matching cipher") {
+		t.Fatalf("chacha20-poly1305 only: exit %d, stderr %q", r.code, r.stderr)
+	}
+}

@@ -262,6 +262,7 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 // authConfig is the x/crypto config of the connection st.
 func (s *Server) authConfig(st *connState) *gossh.ServerConfig {
 	return &gossh.ServerConfig{
+		Config:       gossh.Config{Ciphers: s.Ciphers},
 		MaxAuthTries: 6,
 		VerifiedPublicKeyCallback: func(cm gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
 			user := cm.User()

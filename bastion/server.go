@@ -61,6 +61,9 @@ type Server struct {
 	ConsoleTimeout time.Duration
 	// Limits bound sources, users and sessions; see Limits for defaults.
 	Limits Limits
+	// Ciphers are the SSH ciphers offered to clients, by x/crypto's names
+	// (gossh.SupportedAlgorithms). Empty means x/crypto's defaults.
+	Ciphers []string
 	// DrainQuiet and DrainMax bound how long a "console" command without a
 	// PTY keeps relaying output after its input ended: until the console
 	// has been quiet for DrainQuiet (zero: 1 s), at most DrainMax (zero:

@@ -8,10 +8,12 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
+	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/xenbastion/xenbastion/bastion"
 	"github.com/xenbastion/xenbastion/keys"
@@ -46,6 +48,9 @@ type Config struct {
 	// XAPIKnownHosts is the state file of tls.trust_on_first_use. Empty:
 	// xapi_known_hosts beside host_key_file.
 	XAPIKnownHosts string `yaml:"xapi_known_hosts"`
+	// Ciphers are the SSH ciphers offered to clients. Empty: x/crypto's
+	// defaults (AES-GCM, chacha20-poly1305, AES-CTR). Read at start-up.
+	Ciphers []string `yaml:"ciphers"`
 }
 
 // LimitsConfig is bastion.Limits in the file. Absent or zero values take
@@ -233,6 +238,12 @@ func (c *Config) check() error {
 	}
 	if len(c.Pools) == 0 {
 		return errors.New("pools: at least one pool is required")
+	}
+	supported := gossh.SupportedAlgorithms().Ciphers
+	for i, name := range c.Ciphers {
+		if !slices.Contains(supported, name) {
+			return fmt.Errorf("ciphers[%d]: %q is not one of %s", i, name, strings.Join(supported, ", "))
+		}
 	}
 	pools := map[string]bool{}
 	for i, p := range c.Pools {

@@ -197,6 +197,7 @@ func TestParseConfigErrors(t *testing.T) {
 		{name: "missing host_key_file", yaml: "audit_log: \"-\"\n" + labPool, want: []string{"test.yaml: host_key_file: required"}},
 		{name: "missing audit_log", yaml: "host_key_file: hk\n" + labPool, want: []string{"test.yaml: audit_log: required"}},
 		{name: "no pools", yaml: head, want: []string{"test.yaml: pools: at least one pool is required"}},
+		{name: "unknown cipher", yaml: head + labPool + "ciphers: [aes128-gcm@openssh.com, arcfour]\n", want: []string{`ciphers[1]: "arcfour" is not one of aes128-gcm@openssh.com`}},
 		{name: "empty pools", yaml: head + "pools: []\n", want: []string{"pools: at least one pool is required"}},
 		{
 			name: "pool without name",

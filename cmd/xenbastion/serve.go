@@ -104,7 +104,7 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 	srv := &bastion.Server{
 		HostKey: hostKey, Pools: asPools(clients), Policy: policy,
 		Audit: audit, Logger: log, Version: buildVersion(),
-		Limits: cfg.Limits.limits(),
+		Limits: cfg.Limits.limits(), Ciphers: cfg.Ciphers,
 	}
 	stopReload := reloadOnHangup(log, path, cfg, srv)
 	defer stopReload()
