@@ -196,13 +196,7 @@ func (b *bastionProc) stop() {
 	if b.cmd == nil {
 		return
 	}
-	b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-b.done:
-	case <-time.After(15 * time.Second):
-		b.cmd.Process.Kill()
-		<-b.done
-	}
+	stopProcess(b.cmd, b.done, 15*time.Second)
 	b.cmd = nil
 }
 

@@ -186,13 +186,17 @@ func startSSHD(env *sshEnv) (*sshdProc, error) {
 	return s, env.trust(port, hostKey.PublicKey())
 }
 
-func (s *sshdProc) stop() {
-	s.cmd.Process.Signal(syscall.SIGTERM)
+func (s *sshdProc) stop() { stopProcess(s.cmd, s.done, 5*time.Second) }
+
+// stopProcess sends cmd SIGTERM and waits for done (closed once it has
+// exited), killing it if grace passes first.
+func stopProcess(cmd *exec.Cmd, done <-chan struct{}, grace time.Duration) {
+	cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-s.done:
-	case <-time.After(5 * time.Second):
-		s.cmd.Process.Kill()
-		<-s.done
+	case <-done:
+	case <-time.After(grace):
+		cmd.Process.Kill()
+		<-done
 	}
 }
 
@@ -306,12 +310,4 @@ func (f *forward) dial() (net.Conn, error) {
 	return net.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(f.port)))
 }
 
-func (f *forward) stop() {
-	f.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-f.done:
-	case <-time.After(5 * time.Second):
-		f.cmd.Process.Kill()
-		<-f.done
-	}
-}
+func (f *forward) stop() { stopProcess(f.cmd, f.done, 5*time.Second) }
