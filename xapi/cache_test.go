@@ -73,41 +73,49 @@ func TestSpareConnections(t *testing.T) {
 	p := newPool(t, xapitest.Options{})
 	c := newClient(t, p)
 	vm := findVM(t, c, "web-1")
+	host := p.Host(0).Address()
 	dial := func() {
 		t.Helper()
 		conn, err := c.DialConsole(t.Context(), vm, RFB)
 		if err != nil {
 			t.Fatal(err)
 		}
-		banner := make([]byte, 12)
-		if _, err := io.ReadFull(conn, banner); err != nil || string(banner) != "RFB 003.008\n" {
-			t.Fatalf("banner %q, %v", banner, err)
-		}
-		conn.Close()
-	}
-	waitSpare := func() *tls.Conn {
-		t.Helper()
-		host := p.Host(0).Address()
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-			c.spare.mu.Lock()
-			tc := c.spare.conns[host]
-			c.spare.mu.Unlock()
-			if tc != nil {
-				return tc
-			}
-		}
-		t.Fatal("no spare connection to the console host")
-		return nil
+		readBanner(t, conn)
 	}
 	dial()
-	spare := waitSpare()
+	spare := waitSpare(t, c, host)
 	dial() // takes the spare
-	if again := waitSpare(); again == spare {
+	if again := waitSpare(t, c, host); again == spare {
 		t.Error("the spare was not used")
 	}
 	// The host drops the waiting connection: the next dial still works.
-	waitSpare().NetConn().Close()
+	waitSpare(t, c, host).NetConn().Close()
 	dial()
+}
+
+// readBanner reads the RFB banner from conn, then closes it.
+func readBanner(t *testing.T, conn net.Conn) {
+	t.Helper()
+	banner := make([]byte, 12)
+	if _, err := io.ReadFull(conn, banner); err != nil || string(banner) != "RFB 003.008\n" {
+		t.Fatalf("banner %q, %v", banner, err)
+	}
+	conn.Close()
+}
+
+// waitSpare waits for c's spare connection to host and returns it.
+func waitSpare(t *testing.T, c *Client, host string) *tls.Conn {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		c.spare.mu.Lock()
+		tc := c.spare.conns[host]
+		c.spare.mu.Unlock()
+		if tc != nil {
+			return tc
+		}
+	}
+	t.Fatal("no spare connection to the console host")
+	return nil
 }
 
 // TestSpareDialledAfterFirstBytes: the next spare connection is dialled
@@ -176,35 +184,14 @@ func TestConnectNow(t *testing.T) {
 	if f := c.ConnectNow(t.Context(), vm, RFB); f != nil {
 		t.Fatal("ConnectNow sent a CONNECT with no spare connection")
 	}
-	readBanner := func(conn net.Conn) {
-		t.Helper()
-		banner := make([]byte, 12)
-		if _, err := io.ReadFull(conn, banner); err != nil || string(banner) != "RFB 003.008\n" {
-			t.Fatalf("banner %q, %v", banner, err)
-		}
-		conn.Close()
-	}
 	conn, err := c.DialConsole(t.Context(), vm, RFB)
 	if err != nil {
 		t.Fatal(err)
 	}
-	readBanner(conn)
-	waitSpare := func() *tls.Conn {
-		t.Helper()
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			c.spare.mu.Lock()
-			tc := c.spare.conns[host]
-			c.spare.mu.Unlock()
-			if tc != nil {
-				return tc
-			}
-		}
-		t.Fatal("no spare connection to the console host")
-		return nil
-	}
+	readBanner(t, conn)
 	connectNow := func(what string) (net.Conn, error) {
 		t.Helper()
-		waitSpare()
+		waitSpare(t, c, host)
 		f := c.ConnectNow(t.Context(), vm, RFB)
 		if f == nil {
 			t.Fatalf("%s: ConnectNow returned nil with a spare waiting", what)
@@ -216,30 +203,30 @@ func TestConnectNow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	readBanner(conn)
+	readBanner(t, conn)
 
 	logins := p.Logins()
 	p.ExpireSessions()
 	if conn, err = connectNow("expired session"); err != nil {
 		t.Fatal(err)
 	}
-	readBanner(conn)
+	readBanner(t, conn)
 	if got := p.Logins() - logins; got != 1 {
 		t.Errorf("expired session: %d logins, want 1", got)
 	}
 
-	waitSpare().NetConn().Close() // the request cannot be sent
+	waitSpare(t, c, host).NetConn().Close() // the request cannot be sent
 	if conn, err = connectNow("closed spare"); err != nil {
 		t.Fatal(err)
 	}
-	readBanner(conn)
+	readBanner(t, conn)
 	// The request goes out, but the reply never comes: read as if the host
 	// had dropped the connection.
-	waitSpare().NetConn().(*batchConn).Conn.(*net.TCPConn).CloseRead()
+	waitSpare(t, c, host).NetConn().(*batchConn).Conn.(*net.TCPConn).CloseRead()
 	if conn, err = connectNow("dropped spare"); err != nil {
 		t.Fatal(err)
 	}
-	readBanner(conn)
+	readBanner(t, conn)
 
 	p.SetConsoleLimit(true)
 	held, err := c.DialConsole(t.Context(), vm, VT100)

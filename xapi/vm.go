@@ -290,19 +290,26 @@ func (c *Client) Console(ctx context.Context, vm VM, p Protocol) (Console, error
 	return con, err
 }
 
+// allConsoleRefs returns the refs of vm's consoles: those of its record,
+// or of its Consoles if it was not made from one.
+func (vm VM) allConsoleRefs() []string {
+	if vm.consoleRefs != nil {
+		return vm.consoleRefs
+	}
+	refs := make([]string, len(vm.Consoles))
+	for i, con := range vm.Consoles {
+		refs[i] = con.Ref
+	}
+	return refs
+}
+
 // cachedConsole returns vm's console of protocol p if its record is in the
 // cache: no XAPI call.
 func (c *Client) cachedConsole(vm VM, p Protocol) (Console, bool) {
 	if !vm.Running() {
 		return Console{}, false
 	}
-	refs := vm.consoleRefs
-	if refs == nil {
-		for _, con := range vm.Consoles {
-			refs = append(refs, con.Ref)
-		}
-	}
-	for _, ref := range refs {
+	for _, ref := range vm.allConsoleRefs() {
 		if con, ok := c.cache.console(ref); ok && con.Protocol == p {
 			return con, true
 		}
@@ -316,14 +323,8 @@ func (c *Client) console(ctx context.Context, vm VM, p Protocol) (VM, Console, e
 		if !vm.Running() {
 			return vm, Console{}, fmt.Errorf("%s is %s: %w", vm.Name, strings.ToLower(vm.PowerState), ErrNotRunning)
 		}
-		refs := vm.consoleRefs
-		if refs == nil {
-			for _, con := range vm.Consoles {
-				refs = append(refs, con.Ref)
-			}
-		}
 		stale := false
-		for _, ref := range refs {
+		for _, ref := range vm.allConsoleRefs() {
 			if con, ok := c.cache.console(ref); ok {
 				if con.Protocol == p {
 					return vm, con, nil
