@@ -89,12 +89,16 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 	ctx, cancel := context.WithCancel(sess.Context())
 	defer cancel()
 	defer context.AfterFunc(s.base, cancel)()
-	var stdin io.Reader = sess
-	if r, ok := ss.raw.(io.Reader); ok {
-		stdin = r // the same data, from the channel itself, which can stop waiting
+	stdin, ok := ss.raw.(ctxReader)
+	if !ok {
+		// rawChannel found no x/crypto channel in gliderlabs' session:
+		// a dependency has changed under the bastion.
+		s.log.Error("session channel cannot be read with a context", "conn", st.id)
+		fmt.Fprintln(sess.Stderr(), "xenbastion: internal error")
+		sess.Exit(exitError)
+		return
 	}
-	ss.in = newInput(ctx, stdin)
-	defer ss.in.Close()
+	ss.in = &input{ctx: ctx, ch: stdin}
 	code := ss.run()
 	sess.Exit(code)
 }
