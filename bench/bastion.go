@@ -237,7 +237,12 @@ func (b *bastionProc) rss() (int64, error) {
 
 // cpuSeconds returns the CPU time (user and system) the bastion has used.
 func (b *bastionProc) cpuSeconds() (float64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", b.cmd.Process.Pid))
+	return procCPUSeconds(b.cmd.Process.Pid)
+}
+
+// procCPUSeconds is the user and system CPU time process pid has used.
+func procCPUSeconds(pid int) (float64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -246,12 +251,12 @@ func (b *bastionProc) cpuSeconds() (float64, error) {
 	_, rest, _ := strings.Cut(string(data), ") ")
 	f := strings.Fields(rest)
 	if len(f) < 13 {
-		return 0, fmt.Errorf("short /proc/%d/stat", b.cmd.Process.Pid)
+		return 0, fmt.Errorf("short /proc/%d/stat", pid)
 	}
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
 	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("bad /proc/%d/stat", b.cmd.Process.Pid)
+		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
 	}
 	const clockTicks = 100 // USER_HZ on Linux
 	return float64(ut+st) / clockTicks, nil

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -226,17 +227,29 @@ func (h *harness) runKeystrokes(ctx context.Context) {
 		}
 	}
 
+	if h.profileDir != "" {
+		h.profileKeystrokes(viaBastion)
+	}
+
 	var b50, b99, d50, d99, added, lost []float64
 	var allB, allD []float64 // every run's samples
 	for run := range h.runs {
+		dsteal := startSteal()
+		hd0, _ := procCPUSeconds(os.Getpid())
 		ds, dl, err := typeFor(direct, h.typeWindow)
+		hd1, _ := procCPUSeconds(os.Getpid())
 		if err != nil {
 			h.rep.problem("keystrokes: direct: %v", err)
 			return
 		}
+		directSteal := round1(dsteal.pct())
 		v0, _ := h.bastion.vars()
 		cpu0, _ := h.bastion.cpuSeconds()
+		bsteal := startSteal()
+		hb0, _ := procCPUSeconds(os.Getpid())
 		bs, bl, err := typeFor(viaBastion, h.typeWindow)
+		hb1, _ := procCPUSeconds(os.Getpid())
+		bastionSteal := round1(bsteal.pct())
 		if err != nil {
 			h.rep.problem("keystrokes: bastion: %v", err)
 			return
@@ -247,6 +260,10 @@ func (h *harness) runKeystrokes(ctx context.Context) {
 		// next to its CPU use and garbage collections.
 		h.details[fmt.Sprintf("keystrokes run %d", run+1)] = map[string]any{
 			"bastion": tail(bs), "direct": tail(ds),
+			"steal_pct": map[string]float64{"bastion_window": bastionSteal, "direct_window": directSteal},
+			// The harness is the SSH client and the pool: its CPU competes
+			// with the bastion's for the same cores.
+			"harness_cpu_seconds": map[string]float64{"bastion_window": hb1 - hb0, "direct_window": hd1 - hd0},
 			"bastion_window": map[string]any{
 				"cpu_seconds": cpu1 - cpu0, "gcs": v1.Memstats.NumGC - v0.Memstats.NumGC,
 				"gc_pause_ms":    float64(v1.Memstats.PauseTotalNs-v0.Memstats.PauseTotalNs) / 1e6,
@@ -258,8 +275,8 @@ func (h *harness) runKeystrokes(ctx context.Context) {
 		added = append(added, b99[run]-d99[run])
 		allB, allD = append(allB, bs...), append(allD, ds...)
 		lost = append(lost, float64(bl))
-		progress("  run %d: p50 %.2f/%.2f ms, p99 %.2f/%.2f ms (bastion/direct), %d+%d samples, %d+%d lost",
-			run+1, b50[run], d50[run], b99[run], d99[run], len(bs), len(ds), bl, dl)
+		progress("  run %d: p50 %.2f/%.2f ms, p99 %.2f/%.2f ms (bastion/direct), %d+%d samples, %d+%d lost, steal %.0f%%/%.0f%%",
+			run+1, b50[run], d50[run], b99[run], d99[run], len(bs), len(ds), bl, dl, bastionSteal, directSteal)
 	}
 	p50 := figure(section, fmt.Sprintf("p50, %d sessions", n), "ms", b50, d50)
 	p99 := figure(section, fmt.Sprintf("p99, %d sessions", n), "ms", b99, d99)
@@ -300,4 +317,24 @@ func tail(xs []float64) tailStats {
 		}
 	}
 	return t
+}
+
+// profileKeystrokes takes a CPU profile of the bastion over one more
+// typing window through it (not counted in the figures).
+func (h *harness) profileKeystrokes(sessions []*echoSession) {
+	file := h.profilePath("cpu-keystrokes.pb.gz")
+	secs := int(h.typeWindow.Round(time.Second) / time.Second)
+	if secs < 1 {
+		secs = 1
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- h.bastion.fetchProfile(fmt.Sprintf("profile?seconds=%d", secs), file) }()
+	if _, _, err := typeFor(sessions, time.Duration(secs)*time.Second); err != nil {
+		h.rep.problem("profiled keystrokes: %v", err)
+	}
+	if err := <-errc; err != nil {
+		h.rep.problem("cpu profile: %v", err)
+		return
+	}
+	h.pprofTop(file, "")
 }

@@ -150,20 +150,26 @@ func run(quick bool, jsonPath, profileDir, only, backend string, keep bool, runs
 	// The bastion process that serves the first phases is started once:
 	// its first open of each VM is a cold one.
 	if want("throughput") {
-		h.runThroughput(ctx)
+		h.phase("throughput", func() { h.runThroughput(ctx) })
 	}
 	if want("latency") && ctx.Err() == nil {
-		h.runLatency(ctx)
+		// A warm open waits for console.start's fsync: time this disk's.
+		if p, err := probeFsync(h.dir, 300); err != nil {
+			h.rep.problem("fsync probe: %v", err)
+		} else {
+			h.rep.Host.Fsync = p
+		}
+		h.phase("latency", func() { h.runLatency(ctx) })
 	}
 	if want("keystrokes") && ctx.Err() == nil {
-		h.runKeystrokes(ctx)
+		h.phase("keystrokes", func() { h.runKeystrokes(ctx) })
 	}
 	// These start a fresh bastion process for each run.
 	if want("logins") && ctx.Err() == nil {
-		h.runLogins(ctx)
+		h.phase("logins", func() { h.runLogins(ctx) })
 	}
 	if want("tunnels") && ctx.Err() == nil {
-		h.runTunnels()
+		h.phase("tunnels", h.runTunnels)
 	}
 	if ctx.Err() != nil {
 		h.rep.problem("interrupted")

@@ -108,6 +108,7 @@ type report struct {
 	Runs     int            `json:"runs"`
 	Machine  machine        `json:"machine"`
 	Backend  string         `json:"console_backend"`
+	Host     hostConditions `json:"host"`
 	Rows     []row          `json:"rows"`
 	Details  map[string]any `json:"details"`
 	Profiles []string       `json:"profiles,omitempty"`
@@ -143,6 +144,9 @@ func (r *report) writeMarkdown(w io.Writer) {
 	fmt.Fprintf(w, "## xenbastion benchmark (%s)\n\n", r.Started.UTC().Format("2006-01-02 15:04 UTC"))
 	fmt.Fprintf(w, "%d CPUs (%s), %s, %s; rfb console back end: %s; medians of %d runs; ratio = bastion/peer, median of per-run ratios.\n\n",
 		r.Machine.CPUs, r.Machine.CPU, r.Machine.Go, r.Machine.OpenSSH, r.Backend, r.Runs)
+	if d := r.Host.describe(phaseOrder); d != "" {
+		fmt.Fprintf(w, "Host during the run: %s.\n\n", d)
+	}
 	fmt.Fprintln(w, "| figure | bastion | peer | ratio | target | pass |")
 	fmt.Fprintln(w, "| --- | ---: | ---: | ---: | --- | :---: |")
 	section := ""

@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"testing"
+	"time"
 )
 
 func TestStats(t *testing.T) {
@@ -84,5 +85,24 @@ func TestFmtValue(t *testing.T) {
 	}
 	if got := fmtValue(nil, "ms"); got != "—" {
 		t.Errorf("fmtValue(nil) = %q", got)
+	}
+}
+
+func TestHostConditions(t *testing.T) {
+	m := startSteal()
+	for deadline := time.Now().Add(20 * time.Millisecond); time.Now().Before(deadline); {
+	}
+	if p := m.pct(); p < 0 || p > 100 {
+		t.Errorf("steal share %v%%, want 0-100 (or -1 only without /proc/stat)", p)
+	}
+	c := hostConditions{StealPct: map[string]float64{"keystrokes": 12.34, "latency": 3, "tunnels": -1}, Fsync: &fsyncProbe{P50: 0.4, P99: 7.2}}
+	got := c.describe(phaseOrder)
+	want := "CPU steal by the hypervisor: latency 3%, keystrokes 12%; fsync of a 300-byte append: p50 0.40 ms, p99 7.20 ms"
+	if got != want {
+		t.Errorf("describe:\n got %q\nwant %q", got, want)
+	}
+	p, err := probeFsync(t.TempDir(), 5)
+	if err != nil || p.P50 <= 0 || p.P99 < p.P50 {
+		t.Errorf("probeFsync = %+v, %v", p, err)
 	}
 }
