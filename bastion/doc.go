@@ -28,7 +28,9 @@
 //     then picks one with xapi.Choose; open takes a console slot, writes
 //     console.start and dials the console through the pool while the audit
 //     log syncs it (dialWhileSyncing: a warm console's CONNECT goes out
-//     before the sync, and its reply is read after).
+//     before the sync, and its reply is read after). A forward's channel is
+//     accepted once both are done, with the console bytes that came with
+//     the CONNECT reply in the same write (accept).
 //     A refusal is a denial: a short message for the user, a reason for the
 //     audit log, and the internal error for the operator's log only.
 //  5. relay.go: begin registers the session and writes console.start,

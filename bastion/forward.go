@@ -2,6 +2,7 @@ package bastion
 
 import (
 	"fmt"
+	"net"
 
 	gliderssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
@@ -59,7 +60,7 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, new
 		newChan.Reject(dn.code, dn.msg)
 		return
 	}
-	ch, reqs, err := newChan.Accept()
+	ch, reqs, err := accept(newChan, cs, conn)
 	if err != nil {
 		conn.Close()
 		cs.end(EndDisconnected)
@@ -67,6 +68,39 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, new
 	}
 	go gossh.DiscardRequests(reqs)
 	cs.run(ch, channelReader{ch}, conn, forwardMode)
+}
+
+// maxFirstBytes bounds the console output sent with a channel's
+// confirmation: one SSH packet's worth.
+const maxFirstBytes = 32 << 10
+
+// accept accepts a forward's channel. The console's first bytes, when they
+// came with the CONNECT reply (an rfb console's banner, usually), go out in
+// the same write as the confirmation, as far as the client's window allows;
+// what is left is sent first by the relay.
+func accept(newChan gossh.NewChannel, cs *consoleSession, console net.Conn) (gossh.Channel, <-chan *gossh.Request, error) {
+	type acceptWithData interface {
+		AcceptWithData(data []byte) (gossh.Channel, <-chan *gossh.Request, int, error)
+	}
+	a, ok := newChan.(acceptWithData)
+	b, buffered := console.(interface{ Buffered() int })
+	if !ok || !buffered || b.Buffered() == 0 {
+		return newChan.Accept()
+	}
+	// A read of what is buffered returns at once.
+	first := make([]byte, min(b.Buffered(), maxFirstBytes))
+	n, err := console.Read(first)
+	first = first[:n]
+	if err != nil && n == 0 {
+		return newChan.Accept() // the relay's read meets the error again
+	}
+	ch, reqs, sent, err := a.AcceptWithData(first)
+	if err != nil {
+		return nil, nil, err
+	}
+	cs.bytesOut.Add(int64(sent))
+	cs.pending = first[sent:]
+	return ch, reqs, nil
 }
 
 // recoverPanic logs a handler's panic instead of crashing the server: one

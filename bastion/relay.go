@@ -153,6 +153,10 @@ type consoleSession struct {
 	bytesIn, bytesOut atomic.Int64
 	lastOut           atomic.Int64 // unix nanos of the last console output
 	lastActive        atomic.Int64 // unix nanos of the last byte either way
+
+	// pending is console output already read but not yet sent to the
+	// client: the relay sends it first.
+	pending []byte
 }
 
 // begin registers the session, so that shutdowns and reloads can end it,
@@ -325,6 +329,14 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 	// and are read at once.
 	go func() { // console -> client
 		defer wg.Done()
+		if p := cs.pending; len(p) > 0 {
+			cs.pending = nil
+			if _, err := client.Write(p); err != nil {
+				finish(EndClientClosed)
+				return
+			}
+			cs.bytesOut.Add(int64(len(p)))
+		}
 		buf := new(copyBuffer)
 		defer buf.release()
 		for {

@@ -599,6 +599,56 @@ func (ch *channel) Accept() (Channel, <-chan *Request, error) {
 	return ch, ch.incomingRequests, nil
 }
 
+// AcceptWithData accepts the channel and sends data as its first bytes,
+// in the same write to the connection as the confirmation, as far as the
+// peer's initial window and maximum packet size allow; it never waits for
+// window. It returns how many bytes of data it sent: the caller writes the
+// rest (xenbastion patch: a console's first bytes, which often come with
+// the pool's CONNECT reply, cost the client one wake-up, not two).
+func (ch *channel) AcceptWithData(data []byte) (Channel, <-chan *Request, int, error) {
+	if ch.decided {
+		return nil, nil, 0, errDecidedAlready
+	}
+	confirm := channelOpenConfirmMsg{
+		PeersID:       ch.remoteId,
+		MyID:          ch.localId,
+		MyWindow:      ch.myWindow,
+		MaxPacketSize: ch.maxIncomingPayload,
+	}
+	ch.decided = true
+	ch.established.Store(true)
+	packets := [][]byte{Marshal(confirm)}
+	n := 0
+	if len(data) > 0 {
+		n = int(ch.remoteWin.tryReserve(minPayloadSize(ch.maxRemotePayload, len(data))))
+	}
+	if n > 0 {
+		p := make([]byte, 9+n)
+		p[0] = msgChannelData
+		binary.BigEndian.PutUint32(p[1:], ch.remoteId)
+		binary.BigEndian.PutUint32(p[5:], uint32(n))
+		copy(p[9:], data[:n])
+		packets = append(packets, p)
+	}
+	tw, ok := ch.mux.conn.(interface{ writePackets(...[]byte) error })
+	ch.writeMu.Lock()
+	var err error
+	if ok {
+		err = tw.writePackets(packets...)
+	} else {
+		for _, p := range packets {
+			if err = ch.mux.conn.writePacket(p); err != nil {
+				break
+			}
+		}
+	}
+	ch.writeMu.Unlock()
+	if err != nil {
+		return nil, nil, 0, err
+	}
+	return ch, ch.incomingRequests, n, nil
+}
+
 func (ch *channel) Reject(reason RejectionReason, message string) error {
 	if ch.decided {
 		return errDecidedAlready

@@ -731,6 +731,20 @@ func (w *window) reserve(win uint32) (uint32, error) {
 	return win, err
 }
 
+// tryReserve reserves up to win of the available window without waiting
+// and returns how much it reserved: 0 if none is free or the window is
+// closed (xenbastion patch, for AcceptWithData).
+func (w *window) tryReserve(win uint32) uint32 {
+	w.L.Lock()
+	defer w.L.Unlock()
+	if w.closed {
+		return 0
+	}
+	win = min(win, w.win)
+	w.win -= win
+	return win
+}
+
 // waitWriterBlocked waits until some goroutine is blocked for further
 // writes. It is used in tests only.
 func (w *window) waitWriterBlocked() {

@@ -634,6 +634,51 @@ func (t *handshakeTransport) writePacket(p []byte) error {
 	return nil
 }
 
+// writePackets sends connection-layer packets in order, in one write to
+// the connection when no key exchange is under way; during one, each is
+// queued as writePacket does (xenbastion patch, see
+// (*channel).AcceptWithData).
+func (t *handshakeTransport) writePackets(packets ...[]byte) error {
+	for _, p := range packets {
+		switch p[0] {
+		case msgKexInit, msgNewKeys, msgUserAuthBanner, msgUserAuthSuccess:
+			return errors.New("ssh: writePackets takes connection-layer messages only")
+		}
+	}
+	tw, ok := t.conn.(interface{ writePackets([][]byte) error })
+	t.mu.Lock()
+	if !ok || t.sentInitMsg != nil {
+		t.mu.Unlock()
+		for _, p := range packets {
+			if err := t.writePacket(p); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	defer t.mu.Unlock()
+	if t.writeError != nil {
+		return t.writeError
+	}
+	for _, p := range packets {
+		if t.writeBytesLeft > 0 {
+			t.writeBytesLeft -= int64(len(p))
+		} else {
+			t.requestKeyExchange()
+		}
+		if t.writePacketsLeft > 0 {
+			t.writePacketsLeft--
+		} else {
+			t.requestKeyExchange()
+		}
+	}
+	if err := tw.writePackets(packets); err != nil {
+		t.writeError = err
+		t.writeCond.Broadcast()
+	}
+	return nil
+}
+
 func (t *handshakeTransport) Close() error {
 	// Close the connection. This should cause the readLoop goroutine to wake up
 	// and close t.startKex, which will shut down kexLoop if running.

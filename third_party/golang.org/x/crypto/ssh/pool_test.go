@@ -14,6 +14,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -84,7 +85,7 @@ func TestPooledPacketRead(t *testing.T) {
 			var held [][]byte
 			var want [][]byte
 			for i, c := range cases {
-				if err := ws.writePacket(bw, &wire, zeroReader{}, bytes.Clone(c.packet), false); err != nil { // writing may scramble it
+				if err := ws.writePacket(bw, &wire, zeroReader{}, bytes.Clone(c.packet), false, true); err != nil { // writing may scramble it
 					t.Fatal(err)
 				}
 				got, err := rs.readPacket(br, false)
@@ -146,6 +147,13 @@ func TestSealedPacketCorrupted(t *testing.T) {
 // the client and the server's incoming channels.
 func pipePair(t *testing.T) (*Client, <-chan NewChannel) {
 	t.Helper()
+	return pipePairWrap(t, nil)
+}
+
+// pipePairWrap is pipePair with the server's connection wrapped by wrap,
+// if not nil.
+func pipePairWrap(t *testing.T, wrap func(net.Conn) net.Conn) (*Client, <-chan NewChannel) {
+	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -164,6 +172,9 @@ func pipePair(t *testing.T) (*Client, <-chan NewChannel) {
 		c, err := ln.Accept()
 		if err != nil {
 			return
+		}
+		if wrap != nil {
+			c = wrap(c)
 		}
 		cfg := &ServerConfig{NoClientAuth: true}
 		cfg.AddHostKey(signer)
@@ -376,7 +387,7 @@ func TestReadPathAllocs(t *testing.T) {
 		var wire bytes.Buffer
 		bw := bufio.NewWriter(&wire)
 		for range n {
-			if err := ws.writePacket(bw, &wire, zeroReader{}, []byte{msgChannelData, 0, 0, 0, 0, 0, 0, 0, 1, 'x'}, false); err != nil {
+			if err := ws.writePacket(bw, &wire, zeroReader{}, []byte{msgChannelData, 0, 0, 0, 0, 0, 0, 0, 1, 'x'}, false, true); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -422,5 +433,121 @@ func TestBufferReadContextNewContext(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("ReadContext did not stop when its context ended")
 		}
+	}
+}
+
+// countWrites counts the writes to a connection.
+type countWrites struct {
+	net.Conn
+	n atomic.Int64
+}
+
+func (c *countWrites) Write(p []byte) (int, error) {
+	c.n.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestAcceptWithData: the confirmation and the first data go out in one
+// write to the connection, data beyond the peer's maximum packet is left
+// to the caller, and the rest of the channel works as after Accept.
+func TestAcceptWithData(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		size     int // of the first data
+		wantSent int
+	}{
+		{"banner", 12, 12},
+		{"none", 0, 0},
+		{"over the maximum packet", channelMaxPacket + 100, channelMaxPacket},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var cw *countWrites
+			c, chans := pipePairWrap(t, func(c net.Conn) net.Conn {
+				cw = &countWrites{Conn: c}
+				return cw
+			})
+			first := bytes.Repeat([]byte("RFB 003.008\n"), tc.size/12+1)[:tc.size]
+			opened := make(chan Channel, 1)
+			go func() {
+				ch, reqs, err := c.OpenChannel("x", nil)
+				if err != nil {
+					t.Error(err)
+					close(opened)
+					return
+				}
+				go DiscardRequests(reqs)
+				opened <- ch
+			}()
+			nc := <-chans
+			before := cw.n.Load()
+			ch, reqs, n, err := nc.(*channel).AcceptWithData(first)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if writes := cw.n.Load() - before; writes != 1 {
+				t.Errorf("AcceptWithData made %d writes to the connection, want 1", writes)
+			}
+			go DiscardRequests(reqs)
+			if n != tc.wantSent {
+				t.Fatalf("AcceptWithData sent %d bytes, want %d", n, tc.wantSent)
+			}
+			if _, _, _, err := nc.(*channel).AcceptWithData(nil); err != errDecidedAlready {
+				t.Errorf("second AcceptWithData: %v, want errDecidedAlready", err)
+			}
+			cch := <-opened
+			if cch == nil {
+				t.FailNow()
+			}
+			go func() {
+				ch.Write(first[n:])
+				ch.Write([]byte("more"))
+				ch.CloseWrite()
+			}()
+			got, err := io.ReadAll(cch)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := append(bytes.Clone(first), "more"...); !bytes.Equal(got, want) {
+				t.Fatalf("client read %d bytes, want %d in order", len(got), len(want))
+			}
+			// And the other way.
+			go func() { cch.Write([]byte("key")); cch.CloseWrite() }()
+			if got, err := io.ReadAll(ch); err != nil || string(got) != "key" {
+				t.Fatalf("server read %q, %v", got, err)
+			}
+		})
+	}
+}
+
+// TestAcceptWithDataNoWindow: a peer that opens a channel with no window
+// gets the confirmation and no data, and AcceptWithData does not wait.
+func TestAcceptWithDataNoWindow(t *testing.T) {
+	c, chans := pipePair(t)
+	m := c.Conn.(*connection).mux
+	cch := m.newChannel("x", channelOutbound, nil)
+	cch.myWindow = 0
+	if err := m.sendMessage(channelOpenMsg{ChanType: "x", PeersWindow: 0, MaxPacketSize: cch.maxIncomingPayload, PeersID: cch.localId}); err != nil {
+		t.Fatal(err)
+	}
+	nc := <-chans
+	done := make(chan int, 1)
+	go func() {
+		_, reqs, n, err := nc.(*channel).AcceptWithData([]byte("RFB 003.008\n"))
+		if err != nil {
+			t.Error(err)
+		}
+		go DiscardRequests(reqs)
+		done <- n
+	}()
+	select {
+	case n := <-done:
+		if n != 0 {
+			t.Errorf("sent %d bytes into a zero window", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("AcceptWithData waited for window")
+	}
+	if _, ok := (<-cch.msg).(*channelOpenConfirmMsg); !ok {
+		t.Fatal("no confirmation")
 	}
 }

@@ -290,16 +290,33 @@ func (t *transport) writePacket(packet []byte) error {
 	if debugTransport {
 		t.printPacket(packet, true)
 	}
-	return t.writer.writePacket(t.bufWriter, t.conn, t.rand, packet, t.strictMode)
+	return t.writer.writePacket(t.bufWriter, t.conn, t.rand, packet, t.strictMode, true)
 }
 
-func (s *connectionState) writePacket(w *bufio.Writer, conn io.Writer, rand io.Reader, packet []byte, strictMode bool) error {
+// writePackets sends packets in order, with one write to the connection
+// as far as the write buffer holds them (xenbastion patch: a channel's
+// confirmation and its first data reach the peer together).
+func (t *transport) writePackets(packets [][]byte) error {
+	for i, p := range packets {
+		if debugTransport {
+			t.printPacket(p, true)
+		}
+		if err := t.writer.writePacket(t.bufWriter, t.conn, t.rand, p, t.strictMode, i == len(packets)-1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// writePacket seals packet and writes it; unless flush is set, it is left
+// in w for the next packet's write.
+func (s *connectionState) writePacket(w *bufio.Writer, conn io.Writer, rand io.Reader, packet []byte, strictMode, flush bool) error {
 	changeKeys := len(packet) > 0 && packet[0] == msgNewKeys
 
 	// xenbastion patch: a cipher that returns the whole packet has it
-	// written straight to the connection (w is empty: it is flushed after
-	// every packet).
-	if c, ok := s.packetCipher.(sealCipher); ok && w.Buffered() == 0 {
+	// written straight to the connection (when w is empty: it is flushed
+	// after every packet but those written together by writePackets).
+	if c, ok := s.packetCipher.(sealCipher); ok && flush && w.Buffered() == 0 {
 		wire, err := c.sealPacket(s.seqNum, rand, packet)
 		if err != nil {
 			return err
@@ -312,8 +329,10 @@ func (s *connectionState) writePacket(w *bufio.Writer, conn io.Writer, rand io.R
 		if err != nil {
 			return err
 		}
-		if err = w.Flush(); err != nil {
-			return err
+		if flush {
+			if err = w.Flush(); err != nil {
+				return err
+			}
 		}
 	}
 	s.seqNum++
