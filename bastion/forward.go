@@ -63,6 +63,7 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, new
 	ch, reqs, err := accept(newChan, cs, conn)
 	if err != nil {
 		conn.Close()
+		cs.logStart()
 		cs.end(EndDisconnected)
 		return
 	}

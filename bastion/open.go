@@ -162,15 +162,15 @@ func (s *Server) open(ctx context.Context, st *connState, raw string, p xapi.Pro
 		return refused(d)
 	}
 	r := s.dialWhileSyncing(octx, pool, vm, p)
-	ev := cs.ev
-	s.log.Info("console start", "conn", ev.ConnID, "session", cs.id, "user", ev.User, "pool", vm.Pool, "vm", vm.Name, "protocol", p, "via", via)
 	if r.err != nil {
+		cs.logStart()
 		d := s.dialDenial(octx, pool, vm, p, r.err)
 		cs.end(d.reason)
 		return nil, nil, d
 	}
 	if r.syncErr != nil {
 		r.conn.Close()
+		cs.logStart()
 		cs.end(EndAuditFailed)
 		return nil, nil, &denial{msg: beginFailure(r.syncErr), reason: EndAuditFailed, code: gossh.ConnectionFailed, vm: &vm, err: r.syncErr}
 	}

@@ -160,7 +160,7 @@ type consoleSession struct {
 }
 
 // begin registers the session, so that shutdowns and reloads can end it,
-// and writes console.start (open logs the start and syncs it). It expects
+// and writes console.start (open syncs it; run logs the start). It expects
 // the user's console slot to be taken (open does that) and gives it back
 // if it fails. If the record cannot be written the console is not relayed.
 func (s *Server) begin(ctx context.Context, st *connState, vm xapi.VM, p xapi.Protocol, via string) (*consoleSession, error) {
@@ -238,7 +238,17 @@ func (cs *consoleSession) run(client io.Writer, in ctxReader, console net.Conn, 
 		console.Close()
 		cs.end(reason)
 	}()
+	// Logged here, not as console.start is written: the log's write is
+	// then off the path to the console's first bytes, which a forward
+	// has sent with its channel's confirmation.
+	cs.logStart()
 	return cs.relay(client, in, console, mode)
+}
+
+// logStart logs the start of the session in the operator's log.
+func (cs *consoleSession) logStart() {
+	ev := cs.ev
+	cs.srv.log.Info("console start", "conn", ev.ConnID, "session", cs.id, "user", ev.User, "pool", ev.Pool, "vm", ev.VM, "protocol", ev.Protocol, "via", ev.Via)
 }
 
 // end writes console.end and unregisters the session.
