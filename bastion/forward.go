@@ -60,14 +60,24 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, new
 		newChan.Reject(dn.code, dn.msg)
 		return
 	}
+	handled := false
+	defer func() {
+		if !handled { // accept panicked: the session still ends, and is recorded
+			conn.Close()
+			cs.logStart()
+			cs.end(EndInternalError)
+		}
+	}()
 	ch, reqs, err := accept(newChan, cs, conn)
 	if err != nil {
+		handled = true
 		conn.Close()
 		cs.logStart()
 		cs.end(EndDisconnected)
 		return
 	}
 	go gossh.DiscardRequests(reqs)
+	handled = true
 	cs.run(ch, channelReader{ch}, conn, forwardMode)
 }
 

@@ -76,7 +76,8 @@ func startSteal() stealMeter {
 // pct is the steal share since start, in percent; -1 if unknown.
 func (m stealMeter) pct() float64 {
 	end, ok := readCPUTimes()
-	if !ok || !m.ok || end.total <= m.start.total {
+	// Some hypervisors' steal counters have been seen to go backwards.
+	if !ok || !m.ok || end.total <= m.start.total || end.steal < m.start.steal {
 		return -1
 	}
 	return 100 * float64(end.steal-m.start.steal) / float64(end.total-m.start.total)

@@ -263,7 +263,7 @@ func (h *harness) runKeystrokes(ctx context.Context) {
 			"steal_pct": map[string]float64{"bastion_window": bastionSteal, "direct_window": directSteal},
 			// The harness is the SSH client and the pool: its CPU competes
 			// with the bastion's for the same cores.
-			"harness_cpu_seconds": map[string]float64{"bastion_window": hb1 - hb0, "direct_window": hd1 - hd0},
+			"harness_cpu_seconds": map[string]float64{"bastion_window": round3(hb1 - hb0), "direct_window": round3(hd1 - hd0)},
 			"bastion_window": map[string]any{
 				"cpu_seconds": cpu1 - cpu0, "gcs": v1.Memstats.NumGC - v0.Memstats.NumGC,
 				"gc_pause_ms":    float64(v1.Memstats.PauseTotalNs-v0.Memstats.PauseTotalNs) / 1e6,

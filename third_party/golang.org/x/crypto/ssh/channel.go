@@ -602,9 +602,11 @@ func (ch *channel) Accept() (Channel, <-chan *Request, error) {
 // AcceptWithData accepts the channel and sends data as its first bytes,
 // in the same write to the connection as the confirmation, as far as the
 // peer's initial window and maximum packet size allow; it never waits for
-// window. It returns how many bytes of data it sent: the caller writes the
-// rest (xenbastion patch: a console's first bytes, which often come with
-// the pool's CONNECT reply, cost the client one wake-up, not two).
+// window (during a key exchange it may wait, as Accept does, for the
+// queue of packets held until the exchange ends). It returns how many
+// bytes of data it sent: the caller writes the rest (xenbastion patch: a
+// console's first bytes, which often come with the pool's CONNECT reply,
+// cost the client one wake-up, not two).
 func (ch *channel) AcceptWithData(data []byte) (Channel, <-chan *Request, int, error) {
 	if ch.decided {
 		return nil, nil, 0, errDecidedAlready
@@ -633,7 +635,9 @@ func (ch *channel) AcceptWithData(data []byte) (Channel, <-chan *Request, int, e
 	tw, ok := ch.mux.conn.(interface{ writePackets(...[]byte) error })
 	ch.writeMu.Lock()
 	var err error
-	if ok {
+	if ch.sentClose { // the connection went: as writePacket
+		err = io.EOF
+	} else if ok {
 		err = tw.writePackets(packets...)
 	} else {
 		for _, p := range packets {

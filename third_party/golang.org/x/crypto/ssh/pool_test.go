@@ -551,3 +551,27 @@ func TestAcceptWithDataNoWindow(t *testing.T) {
 		t.Fatal("no confirmation")
 	}
 }
+
+// TestAcceptWithDataConnectionGone: once the connection has gone,
+// AcceptWithData fails as Accept does.
+func TestAcceptWithDataConnectionGone(t *testing.T) {
+	c, chans := pipePair(t)
+	go c.OpenChannel("x", nil)
+	nc := (<-chans).(*channel)
+	c.Close()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		nc.writeMu.Lock()
+		gone := nc.sentClose
+		nc.writeMu.Unlock()
+		if gone {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the server did not see the connection go")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if _, _, _, err := nc.AcceptWithData([]byte("RFB 003.008\n")); err == nil {
+		t.Fatal("AcceptWithData on a closed connection succeeded")
+	}
+}
