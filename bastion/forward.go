@@ -60,24 +60,23 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, new
 		newChan.Reject(dn.code, dn.msg)
 		return
 	}
-	handled := false
+	// Until the relay runs (which ends the session itself), a failure here
+	// ends it; a panic in accept leaves EndInternalError.
+	unrelayed := EndInternalError
 	defer func() {
-		if !handled { // accept panicked: the session still ends, and is recorded
+		if unrelayed != "" {
 			conn.Close()
 			cs.logStart()
-			cs.end(EndInternalError)
+			cs.end(unrelayed)
 		}
 	}()
 	ch, reqs, err := accept(newChan, cs, conn)
 	if err != nil {
-		handled = true
-		conn.Close()
-		cs.logStart()
-		cs.end(EndDisconnected)
+		unrelayed = EndDisconnected
 		return
 	}
+	unrelayed = ""
 	go gossh.DiscardRequests(reqs)
-	handled = true
 	cs.run(ch, channelReader{ch}, conn, forwardMode)
 }
 
@@ -100,11 +99,11 @@ func accept(newChan gossh.NewChannel, cs *consoleSession, console net.Conn) (gos
 	}
 	// A read of what is buffered returns at once.
 	first := make([]byte, min(b.Buffered(), maxFirstBytes))
-	n, err := console.Read(first)
-	first = first[:n]
-	if err != nil && n == 0 {
-		return newChan.Accept() // the relay's read meets the error again
+	n, _ := console.Read(first) // a failed connection fails the relay's reads too
+	if n == 0 {
+		return newChan.Accept()
 	}
+	first = first[:n]
 	ch, reqs, sent, err := a.AcceptWithData(first)
 	if err != nil {
 		return nil, nil, err

@@ -327,14 +327,8 @@ func (h *harness) profileKeystrokes(sessions []*echoSession) {
 	if secs < 1 {
 		secs = 1
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- h.bastion.fetchProfile(fmt.Sprintf("profile?seconds=%d", secs), file) }()
-	if _, _, err := typeFor(sessions, time.Duration(secs)*time.Second); err != nil {
-		h.rep.problem("profiled keystrokes: %v", err)
-	}
-	if err := <-errc; err != nil {
-		h.rep.problem("cpu profile: %v", err)
-		return
-	}
-	h.pprofTop(file, "")
+	h.profileCPU(file, secs, "keystrokes", func() error {
+		_, _, err := typeFor(sessions, time.Duration(secs)*time.Second)
+		return err
+	})
 }

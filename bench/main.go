@@ -237,6 +237,23 @@ func (h *harness) profilePath(name string) string {
 	return filepath.Join(h.profileDir, name)
 }
 
+// profileCPU takes a CPU profile of the bastion over secs seconds while
+// work runs (what names it in a problem), then writes its top next to
+// it. It returns false if no profile was taken.
+func (h *harness) profileCPU(file string, secs int, what string, work func() error) bool {
+	errc := make(chan error, 1)
+	go func() { errc <- h.bastion.fetchProfile(fmt.Sprintf("profile?seconds=%d", secs), file) }()
+	if err := work(); err != nil {
+		h.rep.problem("profiled %s: %v", what, err)
+	}
+	if err := <-errc; err != nil {
+		h.rep.problem("cpu profile: %v", err)
+		return false
+	}
+	h.pprofTop(file, "")
+	return true
+}
+
 // pprofTop writes `go tool pprof -top` of a profile next to it, by flat
 // and by cumulative cost, and keeps the files' names for the report.
 func (h *harness) pprofTop(file, sampleIndex string) {

@@ -175,17 +175,14 @@ func (h *harness) profileThroughput(ctx context.Context, p *tputPaths, label str
 		// Seconds for the transfer at the median rate, and a margin.
 		secs := int(math.Ceil(float64(h.size)/(1<<20)/mibs[dir])) + 1
 		file := h.profilePath("cpu-" + shortCipher(label) + "-" + fileDir(dir) + ".pb.gz")
-		errc := make(chan error, 1)
-		go func() { errc <- h.bastion.fetchProfile(fmt.Sprintf("profile?seconds=%d", secs), file) }()
-		time.Sleep(300 * time.Millisecond)
-		if _, err := h.transfer(ctx, p, false, dir, h.size); err != nil {
-			h.rep.problem("profiled transfer %s: %v", dir, err)
-		}
-		if err := <-errc; err != nil {
-			h.rep.problem("cpu profile: %v", err)
+		ok := h.profileCPU(file, secs, "transfer "+dir, func() error {
+			time.Sleep(300 * time.Millisecond)
+			_, err := h.transfer(ctx, p, false, dir, h.size)
+			return err
+		})
+		if !ok {
 			return
 		}
-		h.pprofTop(file, "")
 	}
 }
 

@@ -581,22 +581,9 @@ func (e *extChannel) Read(data []byte) (n int, err error) {
 }
 
 func (ch *channel) Accept() (Channel, <-chan *Request, error) {
-	if ch.decided {
-		return nil, nil, errDecidedAlready
-	}
-	confirm := channelOpenConfirmMsg{
-		PeersID:       ch.remoteId,
-		MyID:          ch.localId,
-		MyWindow:      ch.myWindow,
-		MaxPacketSize: ch.maxIncomingPayload,
-	}
-	ch.decided = true
-	ch.established.Store(true)
-	if err := ch.sendMessage(confirm); err != nil {
-		return nil, nil, err
-	}
-
-	return ch, ch.incomingRequests, nil
+	// xenbastion patch: the confirmation alone, see AcceptWithData.
+	c, reqs, _, err := ch.AcceptWithData(nil)
+	return c, reqs, err
 }
 
 // AcceptWithData accepts the channel and sends data as its first bytes,
@@ -632,14 +619,15 @@ func (ch *channel) AcceptWithData(data []byte) (Channel, <-chan *Request, int, e
 		copy(p[9:], data[:n])
 		packets = append(packets, p)
 	}
-	tw, ok := ch.mux.conn.(interface{ writePackets(...[]byte) error })
+	tw, together := ch.mux.conn.(interface{ writePackets(...[]byte) error })
 	ch.writeMu.Lock()
 	var err error
-	if ch.sentClose { // the connection went: as writePacket
+	switch {
+	case ch.sentClose: // the connection went: as writePacket
 		err = io.EOF
-	} else if ok {
+	case together && len(packets) > 1:
 		err = tw.writePackets(packets...)
-	} else {
+	default:
 		for _, p := range packets {
 			if err = ch.mux.conn.writePacket(p); err != nil {
 				break

@@ -614,17 +614,7 @@ func (t *handshakeTransport) writePacket(p []byte) error {
 		}
 	}
 
-	if t.writeBytesLeft > 0 {
-		t.writeBytesLeft -= int64(len(p))
-	} else {
-		t.requestKeyExchange()
-	}
-
-	if t.writePacketsLeft > 0 {
-		t.writePacketsLeft--
-	} else {
-		t.requestKeyExchange()
-	}
+	t.countWrite(p)
 
 	if err := t.pushPacket(p); err != nil {
 		t.writeError = err
@@ -632,6 +622,22 @@ func (t *handshakeTransport) writePacket(p []byte) error {
 	}
 
 	return nil
+}
+
+// countWrite counts a packet against the rekey thresholds, asking for a
+// key exchange once one is reached (xenbastion patch: shared by
+// writePacket and writePackets). t.mu must be held.
+func (t *handshakeTransport) countWrite(p []byte) {
+	if t.writeBytesLeft > 0 {
+		t.writeBytesLeft -= int64(len(p))
+	} else {
+		t.requestKeyExchange()
+	}
+	if t.writePacketsLeft > 0 {
+		t.writePacketsLeft--
+	} else {
+		t.requestKeyExchange()
+	}
 }
 
 // writePackets sends connection-layer packets in order, in one write to
@@ -661,16 +667,7 @@ func (t *handshakeTransport) writePackets(packets ...[]byte) error {
 		return t.writeError
 	}
 	for _, p := range packets {
-		if t.writeBytesLeft > 0 {
-			t.writeBytesLeft -= int64(len(p))
-		} else {
-			t.requestKeyExchange()
-		}
-		if t.writePacketsLeft > 0 {
-			t.writePacketsLeft--
-		} else {
-			t.requestKeyExchange()
-		}
+		t.countWrite(p)
 	}
 	if err := tw.writePackets(packets); err != nil {
 		t.writeError = err
