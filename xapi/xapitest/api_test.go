@@ -248,8 +248,20 @@ func TestRecords(t *testing.T) {
 	if got := mustCall[string](t, p, "pool.get_master", s, pools[0]); got != master.Ref() {
 		t.Errorf("pool.get_master %q, want %q", got, master.Ref())
 	}
-	if got := mustCall[string](t, p, "VM.get_by_uuid", s, vms[1].UUID); got != vms[1].Ref {
-		t.Errorf("VM.get_by_uuid %q, want %q", got, vms[1].Ref)
+	// Every VM, console and host is found by its record's UUID.
+	for ref, r := range all {
+		if got := mustCall[string](t, p, "VM.get_by_uuid", s, r.UUID); got != ref {
+			t.Errorf("VM.get_by_uuid(%s) %q, want %q", r.UUID, got, ref)
+		}
+		for _, cref := range r.Consoles {
+			uuid := mustCall[string](t, p, "console.get_uuid", s, cref)
+			if got := mustCall[string](t, p, "console.get_by_uuid", s, uuid); got != cref {
+				t.Errorf("console.get_by_uuid(%s) %q, want %q", uuid, got, cref)
+			}
+		}
+	}
+	if got := mustCall[string](t, p, "host.get_by_uuid", s, h.UUID); got != member.Ref() {
+		t.Errorf("host.get_by_uuid %q, want %q", got, member.Ref())
 	}
 	if got := mustCall[[]string](t, p, "host.get_all", s); len(got) != 2 {
 		t.Errorf("host.get_all %q", got)
