@@ -144,3 +144,114 @@ func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
 
 // phaseOrder is the order the phases run in.
 var phaseOrder = []string{"throughput", "latency", "keystrokes", "logins", "tunnels"}
+
+// busySeconds is the CPU time the whole machine spent running anything
+// (all of /proc/stat but idle, iowait and steal), in seconds.
+func busySeconds() float64 {
+	f, err := os.Open("/proc/stat")
+	if err != nil {
+		return math.NaN()
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	if !sc.Scan() {
+		return math.NaN()
+	}
+	fields := strings.Fields(sc.Text())
+	if len(fields) < 9 || fields[0] != "cpu" {
+		return math.NaN()
+	}
+	var busy uint64
+	for i, s := range fields[1:9] {
+		v, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return math.NaN()
+		}
+		if i != 3 && i != 4 && i != 7 { // idle, iowait, steal
+			busy += v
+		}
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return float64(busy) / clockTicks
+}
+
+// treeCPUSeconds is the CPU time of process root and all its descendants
+// (sshd forks a process per connection, and that one another), in
+// seconds; NaN if root is gone.
+func treeCPUSeconds(root int) float64 {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return math.NaN()
+	}
+	parent := map[int]int{}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue
+		}
+		_, rest, _ := strings.Cut(string(data), ") ")
+		if f := strings.Fields(rest); len(f) > 1 {
+			parent[pid], _ = strconv.Atoi(f[1])
+		}
+	}
+	var sum float64
+	found := false
+	for pid := range parent {
+		for p := pid; p > 1; p = parent[p] {
+			if p == root {
+				if s, err := procCPUSeconds(pid); err == nil {
+					sum += s
+					found = found || pid == root
+				}
+				break
+			}
+		}
+	}
+	if !found {
+		return math.NaN()
+	}
+	return sum
+}
+
+// cpuUse is the CPU time the processes on a forward's path used, by part.
+type cpuUse struct {
+	Client  float64 `json:"ssh_client"` // the OpenSSH client
+	Server  float64 `json:"server"`     // the bastion, or sshd and its children
+	Harness float64 `json:"harness"`    // this process: the pool, and the TLS client on the sshd path
+	Machine float64 `json:"machine"`    // everything the machine ran
+}
+
+// cpuMeter measures cpuUse over a stretch of time.
+type cpuMeter struct {
+	client, server int
+	start          cpuUse
+}
+
+func (m *cpuMeter) read() cpuUse {
+	h, err := procCPUSeconds(os.Getpid())
+	if err != nil {
+		h = math.NaN()
+	}
+	c, err := procCPUSeconds(m.client)
+	if err != nil {
+		c = math.NaN()
+	}
+	return cpuUse{Client: c, Server: treeCPUSeconds(m.server), Harness: h, Machine: busySeconds()}
+}
+
+func startCPU(client, server int) *cpuMeter {
+	m := &cpuMeter{client: client, server: server}
+	m.start = m.read()
+	return m
+}
+
+// per is the CPU time used since the start, per unit of work.
+func (m *cpuMeter) per(units float64) cpuUse {
+	e := m.read()
+	f := func(a, b float64) float64 { return round3((b - a) / units) }
+	return cpuUse{f(m.start.Client, e.Client), f(m.start.Server, e.Server), f(m.start.Harness, e.Harness), f(m.start.Machine, e.Machine)}
+}

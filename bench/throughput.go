@@ -48,28 +48,30 @@ func (p *tputPaths) stop() {
 
 // transfer moves n bytes one way over a new connection through p and
 // returns MiB/s, timed from the first byte sent to the last byte (or the
-// ack) received. The console handshake is not timed.
-func (h *harness) transfer(ctx context.Context, p *tputPaths, viaSSHD bool, dir string, n int64) (float64, error) {
-	f := p.bastion
+// ack) received, and the CPU seconds per GiB the processes on the path
+// used meanwhile. The console handshake is not timed.
+func (h *harness) transfer(ctx context.Context, p *tputPaths, viaSSHD bool, dir string, n int64) (float64, cpuUse, error) {
+	f, server := p.bastion, h.bastion.cmd.Process.Pid
 	if viaSSHD {
-		f = p.sshd
+		f, server = p.sshd, h.sshd.cmd.Process.Pid
 	}
 	c, err := f.dial()
 	if err != nil {
-		return 0, err
+		return 0, cpuUse{}, err
 	}
 	s := rawStream(c)
 	if viaSSHD {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if s, err = h.sp.connectOver(ctx, c, p.location, h.sp.clientTLS(nil)); err != nil {
-			return 0, err
+			return 0, cpuUse{}, err
 		}
 	}
 	defer s.Close()
 	if err := h.sp.driver.Greet(s); err != nil {
-		return 0, err
+		return 0, cpuUse{}, err
 	}
+	cpu := startCPU(f.cmd.Process.Pid, server)
 	start := time.Now()
 	var moved int64
 	if dir == down {
@@ -78,9 +80,10 @@ func (h *harness) transfer(ctx context.Context, p *tputPaths, viaSSHD bool, dir 
 		moved, err = h.sp.driver.Push(s, n)
 	}
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", dir, err)
+		return 0, cpuUse{}, fmt.Errorf("%s: %w", dir, err)
 	}
-	return float64(moved) / time.Since(start).Seconds() / (1 << 20), nil
+	secs := time.Since(start).Seconds()
+	return float64(moved) / secs / (1 << 20), cpu.per(float64(moved) / (1 << 30)), nil
 }
 
 // runThroughput measures each cipher, then what a stock client (no -c)
@@ -140,31 +143,59 @@ func (h *harness) measureThroughput(ctx context.Context, p *tputPaths) map[strin
 	// first transfer of a process pays for page faults and cold caches.
 	for _, viaSSHD := range []bool{false, true} {
 		for _, dir := range []string{down, up} {
-			if _, err := h.transfer(ctx, p, viaSSHD, dir, min(h.size, 64<<20)); err != nil {
+			if _, _, err := h.transfer(ctx, p, viaSSHD, dir, min(h.size, 64<<20)); err != nil {
 				h.rep.problem("throughput warm-up %s (sshd=%v): %v", dir, viaSSHD, err)
 			}
 		}
 	}
 
 	res := map[string]*[2][]float64{down: {}, up: {}}
+	cpu := map[string]*[2][]cpuUse{down: {}, up: {}}
 	for run := range h.runs {
 		for _, dir := range []string{down, up} {
 			// Alternate which path goes first, so that drift in the
 			// machine's state favours neither.
 			for i := range 2 {
 				viaSSHD := (i+run)%2 == 1
-				mibs, err := h.transfer(ctx, p, viaSSHD, dir, h.size)
+				mibs, use, err := h.transfer(ctx, p, viaSSHD, dir, h.size)
 				if err != nil {
 					h.rep.problem("throughput %s (sshd=%v): %v", dir, viaSSHD, err)
 					mibs = math.NaN()
 				}
 				res[dir][btoi(viaSSHD)] = append(res[dir][btoi(viaSSHD)], mibs)
+				cpu[dir][btoi(viaSSHD)] = append(cpu[dir][btoi(viaSSHD)], use)
 			}
 		}
 		progress("  run %d: %s %.0f/%.0f MiB/s, %s %.0f/%.0f MiB/s (bastion/sshd)", run+1,
 			down, res[down][0][run], res[down][1][run], up, res[up][0][run], res[up][1][run])
+		for _, dir := range []string{down, up} {
+			b, s := cpu[dir][0][run], cpu[dir][1][run]
+			progress("    %s CPU-s/GiB bastion/sshd path: client %.2f/%.2f, server %.2f/%.2f, harness %.2f/%.2f, machine %.2f/%.2f",
+				dir, b.Client, s.Client, b.Server, s.Server, b.Harness, s.Harness, b.Machine, s.Machine)
+		}
+	}
+	h.details["throughput "+p.bastion.cipher+" CPU seconds per GiB (median of runs)"] = map[string]map[string]cpuUse{
+		down: {"bastion": medianUse(cpu[down][0]), "sshd": medianUse(cpu[down][1])},
+		up:   {"bastion": medianUse(cpu[up][0]), "sshd": medianUse(cpu[up][1])},
 	}
 	return res
+}
+
+// medianUse is the median of each part of us.
+func medianUse(us []cpuUse) cpuUse {
+	part := func(f func(cpuUse) float64) float64 {
+		var xs []float64
+		for _, u := range us {
+			xs = append(xs, f(u))
+		}
+		return round3(median(xs))
+	}
+	return cpuUse{
+		Client:  part(func(u cpuUse) float64 { return u.Client }),
+		Server:  part(func(u cpuUse) float64 { return u.Server }),
+		Harness: part(func(u cpuUse) float64 { return u.Harness }),
+		Machine: part(func(u cpuUse) float64 { return u.Machine }),
+	}
 }
 
 // profileThroughput takes a CPU profile of the bastion over one more
@@ -177,7 +208,7 @@ func (h *harness) profileThroughput(ctx context.Context, p *tputPaths, label str
 		file := h.profilePath("cpu-" + shortCipher(label) + "-" + fileDir(dir) + ".pb.gz")
 		ok := h.profileCPU(file, secs, "transfer "+dir, func() error {
 			time.Sleep(300 * time.Millisecond)
-			_, err := h.transfer(ctx, p, false, dir, h.size)
+			_, _, err := h.transfer(ctx, p, false, dir, h.size)
 			return err
 		})
 		if !ok {
