@@ -372,6 +372,15 @@ func truncate(s string, n int) string {
 
 var noDeadline time.Time
 
+// expired is a read deadline already past.
+var expired = time.Unix(1, 0)
+
+// fillAfter is the smallest read after which Read looks for more records
+// already received: a full record means bulk data. Smaller reads are
+// keystrokes and screen updates, which gain nothing and would pay for
+// the deadlines.
+const fillAfter = 16 << 10
+
 // consoleConn is a console connection whose first bytes may already sit in
 // the buffered reader that read the CONNECT reply.
 type consoleConn struct {
@@ -423,7 +432,35 @@ func (c *consoleConn) Buffered() int {
 	return c.r.Buffered()
 }
 
-// Read drains the bytes buffered with the reply header first.
+// readReceived adds to p[n:] the plaintext of records crypto/tls has
+// already received, without waiting for more, and returns the new total.
+//
+// A tls.Conn's Read returns at most one record, 16 KiB, so a relay reading
+// into a 32 KiB buffer would send the SSH client two packets, two writes
+// and two wake-ups, where sshd sends one. An expired read deadline makes
+// the extra Reads stop at the first record not yet complete in
+// crypto/tls's buffer without a system call (internal/poll checks the
+// deadline before it reads), and crypto/tls keeps the part it has for the
+// next Read: a timeout is not one of its sticky errors. Any other error
+// is sticky, so the next Read returns it.
+func (c *consoleConn) readReceived(p []byte, n int) int {
+	if c.Conn.SetReadDeadline(expired) != nil {
+		return n
+	}
+	for n < len(p) {
+		m, err := c.Conn.Read(p[n:])
+		n += m
+		if err != nil {
+			break
+		}
+	}
+	c.Conn.SetReadDeadline(noDeadline)
+	return n
+}
+
+// Read drains the bytes buffered with the reply header first. Past those,
+// a Read that got a full record also takes the records already received
+// (readReceived).
 func (c *consoleConn) Read(p []byte) (int, error) {
 	if c.reads < 2 {
 		c.reads++
@@ -432,7 +469,11 @@ func (c *consoleConn) Read(p []byte) (int, error) {
 		}
 	}
 	if c.r == nil {
-		return c.Conn.Read(p)
+		n, err := c.Conn.Read(p)
+		if err == nil && n >= fillAfter && n < len(p) {
+			n = c.readReceived(p, n)
+		}
+		return n, err
 	}
 	n, err := c.r.Read(p)
 	if c.r.Buffered() == 0 {

@@ -1,0 +1,106 @@
+package xapi
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/xenbastion/xenbastion/xapi/xapitest"
+)
+
+// openBench opens the rfb console of a VM served by xapitest.BenchBackend
+// and reads its banner.
+func openBench(t *testing.T) net.Conn {
+	t.Helper()
+	p := newPool(t, xapitest.Options{})
+	p.AddVM(xapitest.VMSpec{Name: "bulk", Backend: xapitest.BenchBackend})
+	c := newClient(t, p)
+	conn, err := c.DialConsole(t.Context(), findVM(t, c, "bulk"), RFB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	banner := make([]byte, len(xapitest.BenchBanner))
+	if _, err := io.ReadFull(conn, banner); err != nil || string(banner) != xapitest.BenchBanner {
+		t.Fatalf("banner %q, %v", banner, err)
+	}
+	return conn
+}
+
+// readWithin runs conn.Read(p), failing the test if it has not returned
+// after a long while: a Read that waits for more than the data already
+// sent would hang there.
+func readWithin(t *testing.T, conn net.Conn, p []byte) int {
+	t.Helper()
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		n, err := conn.Read(p)
+		done <- result{n, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatalf("Read: %v", r.err)
+		}
+		return r.n
+	case <-time.After(10 * time.Second):
+		t.Fatal("Read is still waiting 10 s after the data was sent")
+		return 0
+	}
+}
+
+// TestConsoleReadTakesReceivedRecords: during a bulk transfer a Read with
+// room for several TLS records returns more than one when they have come
+// (crypto/tls alone returns one, at most 16 KiB, so a relay would send
+// two SSH packets per 32 KiB), and every byte arrives once, in order.
+func TestConsoleReadTakesReceivedRecords(t *testing.T) {
+	t.Parallel()
+	conn := openBench(t)
+	const total = 8 << 20
+	if _, err := fmt.Fprintf(conn, "S %d\n", total); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 32<<10)
+	largest := 0
+	for got := int64(0); got < total; {
+		n := readWithin(t, conn, buf)
+		for i, b := range buf[:n] {
+			if want := xapitest.BenchPatternByte(got + int64(i)); b != want {
+				t.Fatalf("byte %d is %d, want %d", got+int64(i), b, want)
+			}
+		}
+		got += int64(n)
+		largest = max(largest, n)
+	}
+	if largest <= 16<<10 {
+		t.Errorf("largest Read of a %d-byte transfer into %d bytes: %d, no more than one TLS record", total, len(buf), largest)
+	}
+}
+
+// TestConsoleReadDoesNotWaitForMore: a Read returns a full record without
+// waiting for the next one, and the connection reads normally afterwards
+// (the expired deadline it uses to stop is cleared).
+func TestConsoleReadDoesNotWaitForMore(t *testing.T) {
+	t.Parallel()
+	conn := openBench(t)
+	// One record exactly, then nothing until the next command.
+	if _, err := fmt.Fprintf(conn, "S %d\n", 16<<10); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 64<<10)
+	for got := 0; got < 16<<10; {
+		got += readWithin(t, conn, buf[got:])
+	}
+	if _, err := io.WriteString(conn, "S 100\n"); err != nil {
+		t.Fatal(err)
+	}
+	for got := 0; got < 100; {
+		got += readWithin(t, conn, buf[got:])
+	}
+}
