@@ -90,3 +90,50 @@ func (c fakeNetConn) RemoteAddr() net.Addr             { return c.remote }
 func (c fakeNetConn) SetDeadline(time.Time) error      { return nil }
 func (c fakeNetConn) SetReadDeadline(time.Time) error  { return nil }
 func (c fakeNetConn) SetWriteDeadline(time.Time) error { return nil }
+
+// deadlineConn records the deadlines set on it.
+type deadlineConn struct {
+	fakeNetConn
+	set []time.Time
+}
+
+func (c *deadlineConn) SetDeadline(t time.Time) error {
+	c.set = append(c.set, t)
+	return nil
+}
+
+// TestDeadlineAfterAuthentication: until the login, every deadline
+// gliderlabs sets is held to the handshake deadline; after it, clearing a
+// deadline that is not set does not reach the connection (gliderlabs
+// clears it before every read and write), while a deadline that is set,
+// and clearing it, do.
+func TestDeadlineAfterAuthentication(t *testing.T) {
+	t.Parallel()
+	s := &Server{}
+	s.init()
+	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
+	dc := &deadlineConn{fakeNetConn: fakeNetConn{remote}}
+	handshake := time.Now().Add(time.Minute)
+	tc := &trackedConn{Conn: dc, srv: s, st: &connState{id: "c", remote: remote.String()}, deadline: handshake}
+	var zero time.Time
+	later := handshake.Add(time.Hour)
+
+	tc.SetDeadline(zero)
+	tc.SetDeadline(later)
+	tc.authenticated()
+	tc.SetDeadline(zero)
+	tc.SetDeadline(zero)
+	tc.SetDeadline(later)
+	tc.SetDeadline(zero)
+	tc.SetDeadline(zero)
+
+	want := []time.Time{handshake, handshake, zero, later, zero}
+	if len(dc.set) != len(want) {
+		t.Fatalf("deadlines set on the connection: %v, want %v", dc.set, want)
+	}
+	for i := range want {
+		if !dc.set[i].Equal(want[i]) {
+			t.Fatalf("deadlines set on the connection: %v, want %v", dc.set, want)
+		}
+	}
+}
