@@ -249,9 +249,15 @@ func startCPU(client, server int) *cpuMeter {
 	return m
 }
 
-// per is the CPU time used since the start, per unit of work.
+// per is the CPU time used since the start, per unit of work; -1 where
+// unknown (JSON has no NaN).
 func (m *cpuMeter) per(units float64) cpuUse {
 	e := m.read()
-	f := func(a, b float64) float64 { return round3((b - a) / units) }
+	f := func(a, b float64) float64 {
+		if v := (b - a) / units; !math.IsNaN(v) {
+			return round3(v)
+		}
+		return -1
+	}
 	return cpuUse{f(m.start.Client, e.Client), f(m.start.Server, e.Server), f(m.start.Harness, e.Harness), f(m.start.Machine, e.Machine)}
 }

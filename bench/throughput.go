@@ -188,7 +188,10 @@ func medianUse(us []cpuUse) cpuUse {
 		for _, u := range us {
 			xs = append(xs, f(u))
 		}
-		return round3(median(xs))
+		if m := median(xs); !math.IsNaN(m) {
+			return round3(m)
+		}
+		return -1
 	}
 	return cpuUse{
 		Client:  part(func(u cpuUse) float64 { return u.Client }),
