@@ -161,6 +161,7 @@ func (h *harness) measureThroughput(ctx context.Context, p *tputPaths) map[strin
 				if err != nil {
 					h.rep.problem("throughput %s (sshd=%v): %v", dir, viaSSHD, err)
 					mibs = math.NaN()
+					use = cpuUse{-1, -1, -1, -1}
 				}
 				res[dir][btoi(viaSSHD)] = append(res[dir][btoi(viaSSHD)], mibs)
 				cpu[dir][btoi(viaSSHD)] = append(cpu[dir][btoi(viaSSHD)], use)
@@ -186,7 +187,9 @@ func medianUse(us []cpuUse) cpuUse {
 	part := func(f func(cpuUse) float64) float64 {
 		var xs []float64
 		for _, u := range us {
-			xs = append(xs, f(u))
+			if v := f(u); v >= 0 {
+				xs = append(xs, v)
+			}
 		}
 		if m := median(xs); !math.IsNaN(m) {
 			return round3(m)
