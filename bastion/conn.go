@@ -140,6 +140,10 @@ func (c *counters) unauthenticatedGone(ip netip.Addr) {
 // gliderlabs clears it (it has no idle or maximum timeout here) for every
 // packet, and each clearing took the poller's locks for nothing (3% of the
 // bastion's CPU in the keystroke benchmark's profile).
+//
+// The reader and writers call this concurrently. hasDeadline and the
+// socket's deadline are not set together, which is safe only because
+// nobody sets a deadline after the login other than to clear it.
 func (c *trackedConn) SetDeadline(t time.Time) error {
 	if c.authDone.Load() {
 		if t.IsZero() && !c.hasDeadline.Load() {
@@ -151,7 +155,13 @@ func (c *trackedConn) SetDeadline(t time.Time) error {
 	if !c.deadline.IsZero() && (t.IsZero() || t.After(c.deadline)) {
 		t = c.deadline
 	}
-	return c.Conn.SetDeadline(t)
+	err := c.Conn.SetDeadline(t)
+	if !t.IsZero() && c.authDone.Load() {
+		// authenticated() ran meanwhile and cleared the deadline
+		// before this set it again: let the next clearing through.
+		c.hasDeadline.Store(true)
+	}
+	return err
 }
 
 // reserve takes one of user's connection slots, if the user is under the

@@ -91,13 +91,19 @@ func (c fakeNetConn) SetDeadline(time.Time) error      { return nil }
 func (c fakeNetConn) SetReadDeadline(time.Time) error  { return nil }
 func (c fakeNetConn) SetWriteDeadline(time.Time) error { return nil }
 
-// deadlineConn records the deadlines set on it.
+// deadlineConn records the deadlines set on it; before, if set, runs once
+// as the first deadline is being set, before it is.
 type deadlineConn struct {
 	fakeNetConn
-	set []time.Time
+	set    []time.Time
+	before func()
 }
 
 func (c *deadlineConn) SetDeadline(t time.Time) error {
+	if f := c.before; f != nil {
+		c.before = nil
+		f()
+	}
 	c.set = append(c.set, t)
 	return nil
 }
@@ -135,5 +141,29 @@ func TestDeadlineAfterAuthentication(t *testing.T) {
 		if !dc.set[i].Equal(want[i]) {
 			t.Fatalf("deadlines set on the connection: %v, want %v", dc.set, want)
 		}
+	}
+}
+
+// TestDeadlineLoginRace: the reader resets the deadline (to the handshake
+// deadline, before the login) just as the login lifts it, and its reset
+// reaches the socket last. The next clearing must then reach the socket,
+// or the logged-in connection would time out at the handshake deadline.
+func TestDeadlineLoginRace(t *testing.T) {
+	t.Parallel()
+	s := &Server{}
+	s.init()
+	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
+	dc := &deadlineConn{fakeNetConn: fakeNetConn{remote}}
+	handshake := time.Now().Add(time.Minute)
+	tc := &trackedConn{Conn: dc, srv: s, st: &connState{id: "c", remote: remote.String()}, deadline: handshake}
+	dc.before = tc.authenticated // lifts the deadline before the reader's reset lands
+
+	tc.SetDeadline(time.Time{})
+	if n := len(dc.set); n != 2 || !dc.set[1].Equal(handshake) {
+		t.Fatalf("deadlines set on the connection: %v, want the login's clearing, then the handshake deadline", dc.set)
+	}
+	tc.SetDeadline(time.Time{})
+	if last := dc.set[len(dc.set)-1]; !last.IsZero() {
+		t.Fatalf("deadlines set on the connection: %v: the handshake deadline stayed after the login", dc.set)
 	}
 }
