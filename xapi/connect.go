@@ -433,7 +433,8 @@ func (c *consoleConn) Buffered() int {
 }
 
 // readReceived adds to p[n:] the plaintext of records crypto/tls has
-// already received, without waiting for more, and returns the new total.
+// already received, without waiting for more, and returns the new total
+// and the error that stopped it, if it was not the deadline.
 //
 // A tls.Conn's Read returns at most one record, 16 KiB, so a relay reading
 // into a 32 KiB buffer would send the SSH client two packets, two writes
@@ -441,21 +442,24 @@ func (c *consoleConn) Buffered() int {
 // the extra Reads stop at the first record not yet complete in
 // crypto/tls's buffer without a system call (internal/poll checks the
 // deadline before it reads), and crypto/tls keeps the part it has for the
-// next Read: a timeout is not one of its sticky errors. Any other error
-// is sticky, so the next Read returns it.
-func (c *consoleConn) readReceived(p []byte, n int) int {
+// next Read: a timeout is not one of its sticky errors. Other errors are
+// returned with the bytes read so far: not all of them are sticky (a
+// post-handshake message crypto/tls refuses fails only its writes).
+func (c *consoleConn) readReceived(p []byte, n int) (int, error) {
 	if c.Conn.SetReadDeadline(expired) != nil {
-		return n
+		return n, nil
 	}
-	for n < len(p) {
-		m, err := c.Conn.Read(p[n:])
+	var err error
+	for n < len(p) && err == nil {
+		var m int
+		m, err = c.Conn.Read(p[n:])
 		n += m
-		if err != nil {
-			break
-		}
 	}
 	c.Conn.SetReadDeadline(noDeadline)
-	return n
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = nil
+	}
+	return n, err
 }
 
 // Read drains the bytes buffered with the reply header first. Past those,
@@ -471,7 +475,7 @@ func (c *consoleConn) Read(p []byte) (int, error) {
 	if c.r == nil {
 		n, err := c.Conn.Read(p)
 		if err == nil && n >= fillAfter && n < len(p) {
-			n = c.readReceived(p, n)
+			n, err = c.readReceived(p, n)
 		}
 		return n, err
 	}
