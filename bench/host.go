@@ -254,7 +254,7 @@ func startCPU(client, server int) *cpuMeter {
 func (m *cpuMeter) per(units float64) cpuUse {
 	e := m.read()
 	f := func(a, b float64) float64 {
-		if v := (b - a) / units; !math.IsNaN(v) {
+		if v := (b - a) / units; units > 0 && !math.IsNaN(v) {
 			return round3(v)
 		}
 		return -1

@@ -115,7 +115,7 @@ func (h *harness) runThroughput(ctx context.Context) {
 			note = "same cipher as its own rows above, figures not re-measured"
 			progress("  both negotiate %s: %s", p.bastion.cipher, note)
 		} else {
-			res = h.measureThroughput(ctx, p)
+			res = h.measureThroughput(ctx, p, label)
 		}
 		if cipher != "" {
 			results[cipher] = res
@@ -138,7 +138,7 @@ func (h *harness) runThroughput(ctx context.Context) {
 
 // measureThroughput runs h.runs runs over both paths, each way, and returns
 // MiB/s per direction, [bastion, sshd], per run.
-func (h *harness) measureThroughput(ctx context.Context, p *tputPaths) map[string]*[2][]float64 {
+func (h *harness) measureThroughput(ctx context.Context, p *tputPaths, label string) map[string]*[2][]float64 {
 	// A short transfer each way over each path first, not counted: the
 	// first transfer of a process pays for page faults and cold caches.
 	for _, viaSSHD := range []bool{false, true} {
@@ -175,7 +175,7 @@ func (h *harness) measureThroughput(ctx context.Context, p *tputPaths) map[strin
 				dir, b.Client, s.Client, b.Server, s.Server, b.Harness, s.Harness, b.Machine, s.Machine)
 		}
 	}
-	h.details["throughput "+p.bastion.cipher+" CPU seconds per GiB (median of runs)"] = map[string]map[string]cpuUse{
+	h.details["throughput "+label+" CPU seconds per GiB (median of runs)"] = map[string]map[string]cpuUse{
 		down: {"bastion": medianUse(cpu[down][0]), "sshd": medianUse(cpu[down][1])},
 		up:   {"bastion": medianUse(cpu[up][0]), "sshd": medianUse(cpu[up][1])},
 	}
