@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // debugHandshake, if set, prints messages sent and received.  Key
@@ -77,6 +78,20 @@ type handshakeTransport struct {
 	// On read error, incoming is closed, and readError is set.
 	incoming  chan []byte
 	readError error
+
+	// xenbastion patch 10: the read loop hands a channel data packet to
+	// dataHandler itself when the reader of incoming has every earlier
+	// packet done (unfinished is 0), so the data cannot overtake a packet
+	// still queued or being handled. A data packet then wakes one
+	// goroutine (the channel's reader) instead of two (the mux, which
+	// wakes the channel's reader). dataHandler returns false if the
+	// packet must go the usual way, through incoming.
+	dataHandler atomic.Pointer[func(packet []byte) bool]
+	// unfinished counts the packets sent on incoming that the reader has
+	// not finished with: it is done with one when it asks for the next
+	// (readerHolds, only touched by the reader).
+	unfinished  atomic.Int64
+	readerHolds bool
 
 	mu sync.Mutex
 	// Condition for the above mutex. It is used to notify a completed key
@@ -225,11 +240,22 @@ func (t *handshakeTransport) printPacket(p []byte, write bool) {
 }
 
 func (t *handshakeTransport) readPacket() ([]byte, error) {
+	if t.readerHolds {
+		t.readerHolds = false
+		t.unfinished.Add(-1)
+	}
 	p, ok := <-t.incoming
 	if !ok {
 		return nil, t.readError
 	}
+	t.readerHolds = true
 	return p, nil
+}
+
+// setDataHandler makes the read loop give channel data packets to h when
+// it may (see dataHandler). xenbastion patch 10.
+func (t *handshakeTransport) setDataHandler(h func(packet []byte) bool) {
+	t.dataHandler.Store(&h)
 }
 
 func (t *handshakeTransport) readLoop() {
@@ -248,6 +274,12 @@ func (t *handshakeTransport) readLoop() {
 		if !(t.sessionID == nil && t.strictMode) && (p[0] == msgIgnore || p[0] == msgDebug) {
 			continue
 		}
+		if p[0] == msgChannelData && t.unfinished.Load() == 0 {
+			if h := t.dataHandler.Load(); h != nil && (*h)(p) {
+				continue
+			}
+		}
+		t.unfinished.Add(1)
 		t.incoming <- p
 	}
 

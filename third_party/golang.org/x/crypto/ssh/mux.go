@@ -235,6 +235,21 @@ func (m *mux) loop() {
 	}
 }
 
+// handleDataDirect takes a channel data packet from the transport's read
+// loop (xenbastion patch 10, see handshakeTransport.dataHandler), as
+// onePacket and handlePacket would. It returns false, having changed
+// nothing, if onePacket must handle the packet: an unknown channel, one
+// not yet established (handlePacket drops its data), or a packet
+// handleData refuses, which onePacket then reports as the mux always has.
+func (m *mux) handleDataDirect(packet []byte) bool {
+	if len(packet) < 5 {
+		return false
+	}
+	ch := m.chanList.getChan(binary.BigEndian.Uint32(packet[1:]))
+	// handleData changes nothing when it fails.
+	return ch != nil && ch.established.Load() && ch.handleData(packet) == nil
+}
+
 // onePacket reads and processes one packet.
 func (m *mux) onePacket() error {
 	packet, err := m.conn.readPacket()
