@@ -242,24 +242,35 @@ func (b *bastionProc) cpuSeconds() (float64, error) {
 
 // procCPUSeconds is the user and system CPU time process pid has used.
 func procCPUSeconds(pid int) (float64, error) {
+	_, cpu, err := procStat(pid)
+	return cpu, err
+}
+
+// clockTicks is USER_HZ on Linux, the unit of /proc's CPU times.
+const clockTicks = 100
+
+// procStat reads /proc/PID/stat: the parent's pid, and the user and system
+// CPU time in seconds.
+func procStat(pid int) (ppid int, cpu float64, err error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	// Fields after the command name, which is in parentheses: state is
-	// the first, utime the 12th and stime the 13th, in clock ticks.
+	// the first, ppid the 2nd, utime the 12th and stime the 13th, in
+	// clock ticks.
 	_, rest, _ := strings.Cut(string(data), ") ")
 	f := strings.Fields(rest)
 	if len(f) < 13 {
-		return 0, fmt.Errorf("short /proc/%d/stat", pid)
+		return 0, 0, fmt.Errorf("short /proc/%d/stat", pid)
 	}
+	ppid, err0 := strconv.Atoi(f[1])
 	ut, err1 := strconv.ParseInt(f[11], 10, 64)
 	st, err2 := strconv.ParseInt(f[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("bad /proc/%d/stat", pid)
+	if err0 != nil || err1 != nil || err2 != nil {
+		return 0, 0, fmt.Errorf("bad /proc/%d/stat", pid)
 	}
-	const clockTicks = 100 // USER_HZ on Linux
-	return float64(ut+st) / clockTicks, nil
+	return ppid, float64(ut+st) / clockTicks, nil
 }
 
 // debugVars is the part of the bastion's /debug/vars the report uses.

@@ -30,7 +30,10 @@ type fsyncProbe struct {
 }
 
 // cpuTimes is the machine-wide line of /proc/stat, in clock ticks.
-type cpuTimes struct{ total, steal uint64 }
+type cpuTimes struct {
+	total, steal uint64
+	busy         uint64 // all but idle, iowait and steal
+}
 
 func readCPUTimes() (cpuTimes, bool) {
 	f, err := os.Open("/proc/stat")
@@ -55,8 +58,12 @@ func readCPUTimes() (cpuTimes, bool) {
 			return cpuTimes{}, false
 		}
 		t.total += v
-		if i == 7 {
+		switch i {
+		case 7:
 			t.steal = v
+		case 3, 4: // idle, iowait
+		default:
+			t.busy += v
 		}
 	}
 	return t, true
@@ -145,34 +152,14 @@ func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
 // phaseOrder is the order the phases run in.
 var phaseOrder = []string{"throughput", "latency", "keystrokes", "logins", "tunnels"}
 
-// busySeconds is the CPU time the whole machine spent running anything
-// (all of /proc/stat but idle, iowait and steal), in seconds.
+// busySeconds is the CPU time the whole machine spent running anything,
+// in seconds; NaN if unknown.
 func busySeconds() float64 {
-	f, err := os.Open("/proc/stat")
-	if err != nil {
+	t, ok := readCPUTimes()
+	if !ok {
 		return math.NaN()
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	if !sc.Scan() {
-		return math.NaN()
-	}
-	fields := strings.Fields(sc.Text())
-	if len(fields) < 9 || fields[0] != "cpu" {
-		return math.NaN()
-	}
-	var busy uint64
-	for i, s := range fields[1:9] {
-		v, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return math.NaN()
-		}
-		if i != 3 && i != 4 && i != 7 { // idle, iowait, steal
-			busy += v
-		}
-	}
-	const clockTicks = 100 // USER_HZ on Linux
-	return float64(busy) / clockTicks
+	return float64(t.busy) / clockTicks
 }
 
 // treeCPUSeconds is the CPU time of process root and all its descendants
@@ -183,36 +170,27 @@ func treeCPUSeconds(root int) float64 {
 	if err != nil {
 		return math.NaN()
 	}
-	parent := map[int]int{}
+	parent, cpu := map[int]int{}, map[int]float64{}
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		_, rest, _ := strings.Cut(string(data), ") ")
-		if f := strings.Fields(rest); len(f) > 1 {
-			parent[pid], _ = strconv.Atoi(f[1])
+		if ppid, s, err := procStat(pid); err == nil {
+			parent[pid], cpu[pid] = ppid, s
 		}
 	}
+	if _, ok := cpu[root]; !ok {
+		return math.NaN()
+	}
 	var sum float64
-	found := false
-	for pid := range parent {
+	for pid, s := range cpu {
 		for p := pid; p > 1; p = parent[p] {
 			if p == root {
-				if s, err := procCPUSeconds(pid); err == nil {
-					sum += s
-					found = found || pid == root
-				}
+				sum += s
 				break
 			}
 		}
-	}
-	if !found {
-		return math.NaN()
 	}
 	return sum
 }

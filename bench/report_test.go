@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"os"
 	"testing"
 	"time"
 )
@@ -104,5 +105,24 @@ func TestHostConditions(t *testing.T) {
 	p, err := probeFsync(t.TempDir(), 5)
 	if err != nil || p.P50 <= 0 || p.P99 < p.P50 {
 		t.Errorf("probeFsync = %+v, %v", p, err)
+	}
+}
+
+// TestProcessCPU: a process tree's CPU time includes its root's, a pid
+// that does not exist has none, and the machine's busy time is known.
+func TestProcessCPU(t *testing.T) {
+	t.Parallel()
+	self, err := procCPUSeconds(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tree := treeCPUSeconds(os.Getpid()); math.IsNaN(tree) || tree < self {
+		t.Errorf("tree of this process: %v s, itself %v s", tree, self)
+	}
+	if tree := treeCPUSeconds(1 << 30); !math.IsNaN(tree) {
+		t.Errorf("tree of a pid that does not exist: %v, want NaN", tree)
+	}
+	if b := busySeconds(); math.IsNaN(b) || b <= 0 {
+		t.Errorf("machine busy time %v", b)
 	}
 }
