@@ -108,6 +108,18 @@ func (c *deadlineConn) SetDeadline(t time.Time) error {
 	return nil
 }
 
+// newDeadlineConn returns a tracked connection, not yet logged in, over a
+// deadlineConn, and its handshake deadline.
+func newDeadlineConn() (*trackedConn, *deadlineConn, time.Time) {
+	s := &Server{}
+	s.init()
+	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
+	dc := &deadlineConn{fakeNetConn: fakeNetConn{remote}}
+	handshake := time.Now().Add(time.Minute)
+	tc := &trackedConn{Conn: dc, srv: s, st: &connState{id: "c", remote: remote.String()}, deadline: handshake}
+	return tc, dc, handshake
+}
+
 // TestDeadlineAfterAuthentication: until the login, every deadline
 // gliderlabs sets is held to the handshake deadline; after it, clearing a
 // deadline that is not set does not reach the connection (gliderlabs
@@ -115,12 +127,7 @@ func (c *deadlineConn) SetDeadline(t time.Time) error {
 // and clearing it, do.
 func TestDeadlineAfterAuthentication(t *testing.T) {
 	t.Parallel()
-	s := &Server{}
-	s.init()
-	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
-	dc := &deadlineConn{fakeNetConn: fakeNetConn{remote}}
-	handshake := time.Now().Add(time.Minute)
-	tc := &trackedConn{Conn: dc, srv: s, st: &connState{id: "c", remote: remote.String()}, deadline: handshake}
+	tc, dc, handshake := newDeadlineConn()
 	var zero time.Time
 	later := handshake.Add(time.Hour)
 
@@ -150,12 +157,7 @@ func TestDeadlineAfterAuthentication(t *testing.T) {
 // or the logged-in connection would time out at the handshake deadline.
 func TestDeadlineLoginRace(t *testing.T) {
 	t.Parallel()
-	s := &Server{}
-	s.init()
-	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
-	dc := &deadlineConn{fakeNetConn: fakeNetConn{remote}}
-	handshake := time.Now().Add(time.Minute)
-	tc := &trackedConn{Conn: dc, srv: s, st: &connState{id: "c", remote: remote.String()}, deadline: handshake}
+	tc, dc, handshake := newDeadlineConn()
 	dc.before = tc.authenticated // lifts the deadline before the reader's reset lands
 
 	tc.SetDeadline(time.Time{})
