@@ -5,9 +5,11 @@ package ssh
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 
+	"github.com/aead/chacha20/chacha"
 	"golang.org/x/crypto/chacha20"
 	"golang.org/x/crypto/internal/poly1305"
 )
@@ -27,7 +29,8 @@ func refXOR(dst, src []byte, key *[32]byte, seq uint32, counter uint64) {
 
 // testLengths are the message lengths checked: every length around the
 // block sizes of the assembly (64-byte ChaCha20 blocks, up to 8 of them
-// at once; 16-byte Poly1305 blocks, 4 at once) and packet-sized ones.
+// at once with AVX2 and 16 with AVX-512; 16-byte Poly1305 blocks, 4 at
+// once) and packet-sized ones.
 func testLengths(r *rand.Rand) []int {
 	var ls []int
 	for n := 0; n <= 1100; n++ {
@@ -39,32 +42,85 @@ func testLengths(r *rand.Rand) []int {
 	return append(ls, 32768, 32768+5+16, maxPacket)
 }
 
-func TestChachaXORMatchesPackage(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
-	var key [32]byte
-	for _, n := range testLengths(r) {
-		for i := range key {
-			key[i] = byte(r.Uint32())
-		}
-		seq := []uint32{0, 1, r.Uint32(), 0xffffffff}[n%4]
-		for _, counter := range []uint64{0, 1} {
-			src := make([]byte, n)
-			for i := range src {
-				src[i] = byte(r.Uint32())
+// keystreamPaths runs f once for each keystream path chachaXOR has on
+// this machine: the AVX2 one and, where the CPU has AVX-512, chacha16.
+func keystreamPaths(t *testing.T, f func(t *testing.T)) {
+	saved := useChacha16
+	defer func() { useChacha16 = saved }()
+	for _, on := range []bool{false, true} {
+		name := map[bool]string{false: "avx2", true: "avx512"}[on]
+		t.Run(name, func(t *testing.T) {
+			if on && !saved {
+				t.Skip("this CPU has no AVX-512F, so chacha16 cannot run")
 			}
-			want := make([]byte, n)
-			refXOR(want, src, &key, seq, counter)
-			got := make([]byte, n)
-			chachaXOR(got, src, &key, seq, counter)
-			if !bytes.Equal(got, want) {
-				t.Fatalf("length %d, seq %d, counter %d: keystream differs", n, seq, counter)
-			}
-			chachaXOR(src, src, &key, seq, counter) // in place
-			if !bytes.Equal(src, want) {
-				t.Fatalf("length %d, seq %d, counter %d: in-place keystream differs", n, seq, counter)
-			}
-		}
+			useChacha16 = on
+			f(t)
+		})
 	}
+}
+
+func TestChachaXORMatchesPackage(t *testing.T) {
+	keystreamPaths(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(1, 2))
+		var key [32]byte
+		for _, n := range testLengths(r) {
+			for i := range key {
+				key[i] = byte(r.Uint32())
+			}
+			seq := []uint32{0, 1, r.Uint32(), 0xffffffff}[n%4]
+			// The last counter is the highest whose blocks all stay
+			// under 2^32 on chacha16's path.
+			for _, counter := range []uint64{0, 1, uint64(r.IntN(5000)), 1<<32 - 16 - uint64(n/64)} {
+				src := make([]byte, n)
+				for i := range src {
+					src[i] = byte(r.Uint32())
+				}
+				want := make([]byte, n)
+				refXOR(want, src, &key, seq, counter)
+				got := make([]byte, n)
+				chachaXOR(got, src, &key, seq, counter)
+				if !bytes.Equal(got, want) {
+					t.Fatalf("length %d, seq %d, counter %d: keystream differs", n, seq, counter)
+				}
+				chachaXOR(src, src, &key, seq, counter) // in place
+				if !bytes.Equal(src, want) {
+					t.Fatalf("length %d, seq %d, counter %d: in-place keystream differs", n, seq, counter)
+				}
+			}
+		}
+	})
+}
+
+// TestChachaXORCounterCarry: a keystream whose block counter passes 2^32
+// carries into the counter's high word. chacha16 does not carry, so
+// chachaXOR must not give it such a keystream; package chacha20 cannot
+// count past 2^32 at all, so the reference is github.com/aead/chacha20.
+func TestChachaXORCounterCarry(t *testing.T) {
+	keystreamPaths(t, func(t *testing.T) {
+		var key [32]byte
+		for i := range key {
+			key[i] = byte(3 * i)
+		}
+		for _, n := range []int{1, 64, 1000, 1024, 1025, 5000, 32768} {
+			for back := uint64(1); back <= 40+uint64(n/64); back += 3 {
+				counter := 1<<32 - back
+				src := bytes.Repeat([]byte{0x5a}, n)
+				nonce := sshNonce(9)
+				c, err := chacha.NewCipher(nonce[:], key[:], 20)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.SetCounter(counter)
+				want := make([]byte, n)
+				c.XORKeyStream(want, src)
+				got := make([]byte, n)
+				chachaXOR(got, src, &key, 9, counter)
+				if !bytes.Equal(got, want) {
+					t.Fatalf("length %d from counter 2^32-%d: keystream differs", n, back)
+				}
+			}
+		}
+	})
 }
 
 func TestPoly1305MatchesPackage(t *testing.T) {
@@ -127,4 +183,29 @@ type zeroReader struct{}
 func (zeroReader) Read(p []byte) (int, error) {
 	clear(p)
 	return len(p), nil
+}
+
+// BenchmarkChachaXOR: the keystream of one packet's payload, from block 1
+// as the cipher uses it, on each path: a keystroke, a small packet and a
+// full 32 KiB channel data packet.
+func BenchmarkChachaXOR(b *testing.B) {
+	saved := useChacha16
+	defer func() { useChacha16 = saved }()
+	var key [32]byte
+	for _, on := range []bool{false, true} {
+		if on && !saved {
+			continue
+		}
+		useChacha16 = on
+		for _, n := range []int{48, 1040, 32784} {
+			buf := make([]byte, n)
+			b.Run(fmt.Sprintf("%s/%d", map[bool]string{false: "avx2", true: "avx512"}[on], n), func(b *testing.B) {
+				b.SetBytes(int64(n))
+				b.ReportAllocs()
+				for b.Loop() {
+					chachaXOR(buf, buf, &key, 3, 1)
+				}
+			})
+		}
+	}
 }
