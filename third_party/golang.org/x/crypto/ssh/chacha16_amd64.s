@@ -57,6 +57,8 @@ TEXT ·chacha16(SB), NOSPLIT, $0-32
 	MOVQ dst+8(FP), DI
 	MOVQ src+16(FP), SI
 	MOVQ chunks+24(FP), CX
+	TESTQ CX, CX
+	JLE done
 
 	// Z16: the counters of the chunk's blocks; Z21: 16 in every lane.
 	VPBROADCASTD 48(AX), Z16
@@ -121,6 +123,7 @@ double:
 	JNZ chunk
 
 	VZEROUPPER
+done:
 	RET
 
 DATA ·iota16<>+0x00(SB)/4, $0

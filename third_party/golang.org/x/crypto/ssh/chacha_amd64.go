@@ -28,7 +28,7 @@ var useChacha16 = cpu.X86.HasAVX512F
 // chacha16 XORs chunks×1024 bytes of src into dst with the keystream of
 // state: sixteen 64-byte blocks per chunk, from block counter state[12]
 // on, which must not pass 2^32-1 (it does not carry into state[13]).
-// state is left as it was.
+// chunks must be at least 1. state is left as it was.
 //
 //go:noescape
 func chacha16(state *[16]uint32, dst, src *byte, chunks int)
@@ -39,7 +39,10 @@ func chacha16(state *[16]uint32, dst, src *byte, chunks int)
 func chachaXOR(dst, src []byte, key *[32]byte, seq uint32, counter uint64) {
 	nonce := sshNonce(seq)
 	if useChacha16 && (len(src) >= 1024 || counter != 0) &&
-		counter+uint64(len(src))/64+16 <= 1<<32 {
+		counter < 1<<32 && uint64(len(src))/64+16 <= 1<<32-counter {
+		if len(dst) < len(src) {
+			panic("ssh: chacha20 output shorter than its input")
+		}
 		chachaXOR16(dst[:len(src)], src, key, &nonce, uint32(counter))
 		return
 	}

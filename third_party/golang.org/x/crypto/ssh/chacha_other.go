@@ -9,6 +9,10 @@ import (
 	"golang.org/x/crypto/internal/poly1305"
 )
 
+// useChacha16 is always false here: chacha16 is amd64 assembly. The tests
+// read it to know which keystream paths there are.
+var useChacha16 = false
+
 // chachaXOR XORs src into dst with the ChaCha20 keystream of key and the
 // openssh nonce seq (64-bit block counter, 64-bit nonce), from block
 // counter on. dst and src may be the same slice.

@@ -1,0 +1,109 @@
+// xenbastion patch: the amd64 keystream paths' own checks.
+
+//go:build amd64 && !purego
+
+package ssh
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/aead/chacha20/chacha"
+)
+
+// chachaAllocs is what reading a chacha20-poly1305 packet allocates: nothing
+// with chacha16; with aead's AVX2 code, the cipher that starts a keystream
+// past block 0.
+func chachaAllocs() float64 {
+	if useChacha16 {
+		return 0
+	}
+	return 1
+}
+
+// TestChachaXORCounterCarry: a keystream whose block counter passes 2^32
+// carries into the counter's high word. chacha16 does not carry, so
+// chachaXOR must not give it such a keystream; package chacha20 cannot
+// count past 2^32 at all, so the reference is github.com/aead/chacha20.
+func TestChachaXORCounterCarry(t *testing.T) {
+	keystreamPaths(t, func(t *testing.T) {
+		var key [32]byte
+		for i := range key {
+			key[i] = byte(3 * i)
+		}
+		for _, n := range []int{1, 64, 1000, 1024, 1025, 5000, 32768} {
+			for back := uint64(1); back <= 40+uint64(n/64); back += 3 {
+				counter := 1<<32 - back
+				src := bytes.Repeat([]byte{0x5a}, n)
+				nonce := sshNonce(9)
+				c, err := chacha.NewCipher(nonce[:], key[:], 20)
+				if err != nil {
+					t.Fatal(err)
+				}
+				c.SetCounter(counter)
+				want := make([]byte, n)
+				c.XORKeyStream(want, src)
+				got := make([]byte, n)
+				chachaXOR(got, src, &key, 9, counter)
+				if !bytes.Equal(got, want) {
+					t.Fatalf("length %d from counter 2^32-%d: keystream differs", n, back)
+				}
+			}
+		}
+	})
+}
+
+// TestChachaXORBounds: chachaXOR refuses an output shorter than its input,
+// even one with room in its capacity, and computes no block past 2^64-1.
+func TestChachaXORBounds(t *testing.T) {
+	keystreamPaths(t, func(t *testing.T) {
+		var key [32]byte
+		backing := make([]byte, 4096)
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Error("a 10-byte output for 100 bytes of input did not panic")
+				}
+			}()
+			chachaXOR(backing[:10], make([]byte, 100), &key, 1, 1)
+		}()
+		if !bytes.Equal(backing[10:], make([]byte, len(backing)-10)) {
+			t.Error("chachaXOR wrote past its output's length")
+		}
+	})
+	// A counter whose sum with the length wraps a uint64 must not reach
+	// chacha16, which would take it for a small one: chachaXOR gives
+	// aead's keystream, or panics as aead does at the very end.
+	saved := useChacha16
+	defer func() { useChacha16 = saved }()
+	var key [32]byte
+	for _, counter := range []uint64{1<<64 - 1, 1<<64 - 17, 1 << 32} {
+		ref := func(dst []byte) {
+			nonce := sshNonce(3)
+			c, err := chacha.NewCipher(nonce[:], key[:], 20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c.SetCounter(counter)
+			c.XORKeyStream(dst, dst)
+		}
+		want, wantPanic := keystreamOrPanic(ref)
+		got, gotPanic := keystreamOrPanic(func(dst []byte) { chachaXOR(dst, dst, &key, 3, counter) })
+		if gotPanic != wantPanic || !bytes.Equal(got, want) {
+			t.Errorf("counter %#x: panicked %v, want %v; keystream equal to aead's: %v", counter, gotPanic, wantPanic, bytes.Equal(got, want))
+		}
+	}
+}
+
+// keystreamOrPanic returns 64 bytes of keystream from f, or whether it
+// panicked.
+func keystreamOrPanic(f func(dst []byte)) (ks []byte, panicked bool) {
+	defer func() {
+		if recover() != nil {
+			ks, panicked = nil, true
+		}
+	}()
+	ks = make([]byte, 64)
+	f(ks)
+	return ks, false
+}
