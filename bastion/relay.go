@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	gossh "golang.org/x/crypto/ssh"
+
 	"github.com/xenbastion/xenbastion/xapi"
 )
 
@@ -58,30 +60,45 @@ const halfCloseWait = 5 * time.Second
 // copyBufSize is the relay buffer: one SSH packet's worth and more.
 const copyBufSize = 32 << 10
 
-var copyBufs = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+// The relay's buffers keep room around their data for the channel's
+// WriteInPlace (gossh.ChannelDataHeadroom and ChannelDataTailroom), which
+// seals the SSH packet around the data where it lies.
+const (
+	headroom = gossh.ChannelDataHeadroom
+	tailroom = gossh.ChannelDataTailroom
+)
+
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, headroom+copyBufSize+tailroom); return &b }}
 
 // copyBuffer is one relay direction's buffer: a small one while the
 // console is idle or interactive, and a pooled 32 KiB one only while bulk
 // data flows, so that thousands of idle tunnels do not each hold 64 KiB.
 type copyBuffer struct {
-	small [2048]byte
+	small [headroom + 2048 + tailroom]byte
 	big   *[]byte
 }
 
-func (b *copyBuffer) bytes() []byte {
+// room is the whole buffer: the data with room around it.
+func (b *copyBuffer) room() []byte {
 	if b.big != nil {
 		return *b.big
 	}
 	return b.small[:]
 }
 
+// bytes is where data is read into.
+func (b *copyBuffer) bytes() []byte {
+	r := b.room()
+	return r[headroom : len(r)-tailroom]
+}
+
 // used adapts the buffer to a read of n bytes: a full small buffer means
 // bulk data, a big one mostly empty means it has stopped.
 func (b *copyBuffer) used(n int) {
-	switch {
-	case b.big == nil && n == len(b.small):
+	switch small := len(b.small) - headroom - tailroom; {
+	case b.big == nil && n == small:
 		b.big = copyBufs.Get().(*[]byte)
-	case b.big != nil && n < len(b.small):
+	case b.big != nil && n < small:
 		b.release()
 	}
 }
@@ -91,6 +108,23 @@ func (b *copyBuffer) release() {
 		copyBufs.Put(b.big)
 		b.big = nil
 	}
+}
+
+// inPlaceWriter is an SSH channel that sends data from a buffer with room
+// around it without copying it ((*gossh.channel).WriteInPlace).
+type inPlaceWriter interface {
+	WriteInPlace(buf []byte) (int, error)
+}
+
+// sendFrom writes the n bytes read into buf to w, in place where w can.
+// It overwrites them.
+func sendFrom(w io.Writer, buf *copyBuffer, n int) error {
+	if iw, ok := w.(inPlaceWriter); ok {
+		_, err := iw.WriteInPlace(buf.room()[:headroom+n])
+		return err
+	}
+	_, err := w.Write(buf.bytes()[:n])
+	return err
 }
 
 // ctxReader reads the client's input; ReadContext returns when ctx is done
@@ -356,7 +390,7 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 				t := time.Now().UnixNano()
 				cs.lastOut.Store(t)
 				cs.lastActive.Store(t)
-				if _, werr := client.Write(p[:n]); werr != nil {
+				if werr := sendFrom(client, buf, n); werr != nil {
 					finish(EndClientClosed)
 					return
 				}

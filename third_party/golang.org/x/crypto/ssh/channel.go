@@ -309,6 +309,51 @@ func (ch *channel) WriteExtended(data []byte, extendedCode uint32) (n int, err e
 	return n, err
 }
 
+// ChannelDataHeadroom and ChannelDataTailroom are the room that
+// WriteInPlace needs around its data: before it the packet's headers,
+// after it the padding and MAC (xenbastion patch).
+const (
+	ChannelDataHeadroom = packetHeadroom + 9
+	ChannelDataTailroom = packetTailroom
+)
+
+// WriteInPlace is Write for data at buf[ChannelDataHeadroom:] with
+// ChannelDataTailroom bytes of capacity after it (xenbastion patch). When
+// the data fits one packet and the peer's window, and the cipher is an
+// AEAD, the packet is built and sealed around the data in buf, instead of
+// being copied into a packet and the packet into the cipher's buffer;
+// otherwise the data goes as Write sends it. Either way buf's contents
+// are overwritten.
+func (ch *channel) WriteInPlace(buf []byte) (int, error) {
+	data := buf[ChannelDataHeadroom:]
+	inPlace, ok := ch.mux.conn.(interface{ writePacketInPlace([]byte, int) error })
+	if !ok || ch.sentEOF || len(data) == 0 || len(data) > int(ch.maxRemotePayload) || cap(buf)-len(buf) < ChannelDataTailroom {
+		return ch.Write(data)
+	}
+	space, err := ch.remoteWin.reserve(uint32(len(data)))
+	if err != nil {
+		return 0, err
+	}
+	if int(space) < len(data) {
+		// Write sends it as the window allows.
+		ch.remoteWin.add(space)
+		return ch.Write(data)
+	}
+	p := buf[packetHeadroom:]
+	p[0] = msgChannelData
+	binary.BigEndian.PutUint32(p[1:], ch.remoteId)
+	binary.BigEndian.PutUint32(p[5:], uint32(len(data)))
+	ch.writeMu.Lock()
+	defer ch.writeMu.Unlock()
+	if ch.sentClose {
+		return 0, io.EOF
+	}
+	if err := inPlace.writePacketInPlace(buf, 9+len(data)); err != nil {
+		return 0, err
+	}
+	return len(data), nil
+}
+
 func (ch *channel) handleData(packet []byte) error {
 	headerLen := 9
 	isExtendedData := packet[0] == msgChannelExtendedData

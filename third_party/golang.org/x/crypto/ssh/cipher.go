@@ -327,6 +327,25 @@ func newGCMCipher(key, iv, unusedMacKey []byte, unusedAlgs DirectionAlgorithms) 
 
 const gcmTagSize = 16
 
+// packetHeadroom and packetTailroom are the room a packet sealed in place
+// needs around its payload (xenbastion patch, see sealInPlace): before it
+// the packet length and the padding length; after it the padding (4 to 19
+// bytes with AES-GCM, 4 to 11 with chacha20-poly1305) and the 16-byte
+// MAC.
+const (
+	packetHeadroom = 5
+	packetTailroom = 19 + 16
+)
+
+// roomFor returns buf, or a new buffer if buf is too small, with room to
+// seal an n-byte payload in place.
+func roomFor(buf []byte, n int) []byte {
+	if need := packetHeadroom + n + packetTailroom; cap(buf) < need {
+		return make([]byte, need)
+	}
+	return buf[:cap(buf)]
+}
+
 func (c *gcmCipher) writeCipherPacket(seqNum uint32, w io.Writer, rand io.Reader, packet []byte) error {
 	wire, err := c.sealPacket(seqNum, rand, packet)
 	if err != nil {
@@ -341,30 +360,34 @@ func (c *gcmCipher) writeCipherPacket(seqNum uint32, w io.Writer, rand io.Reader
 // (xenbastion patch: one write of the whole packet, with no copy into a
 // buffered writer first).
 func (c *gcmCipher) sealPacket(seqNum uint32, rand io.Reader, packet []byte) ([]byte, error) {
+	c.buf = roomFor(c.buf, len(packet))
+	copy(c.buf[packetHeadroom:], packet)
+	return c.sealInPlace(seqNum, rand, c.buf, len(packet))
+}
+
+// sealInPlace is sealPacket for the packet at buf[packetHeadroom:][:n],
+// sealed where it lies: the wire packet is a prefix of buf (xenbastion
+// patch, see (*channel).WriteInPlace). buf must have room for the packet
+// and packetTailroom bytes more.
+func (c *gcmCipher) sealInPlace(seqNum uint32, rand io.Reader, buf []byte, n int) ([]byte, error) {
 	// Pad out to multiple of 16 bytes. This is different from the
 	// stream cipher because that encrypts the length too.
-	padding := byte(packetSizeMultiple - (1+len(packet))%packetSizeMultiple)
+	padding := byte(packetSizeMultiple - (1+n)%packetSizeMultiple)
 	if padding < 4 {
 		padding += packetSizeMultiple
 	}
 
-	length := uint32(len(packet) + int(padding) + 1)
-	end := 4 + int(length) + gcmTagSize
-	if cap(c.buf) < end {
-		c.buf = make([]byte, end)
-	} else {
-		c.buf = c.buf[:end]
-	}
-	binary.BigEndian.PutUint32(c.buf, length)
-	plain := c.buf[4 : 4+length]
+	length := uint32(n + int(padding) + 1)
+	buf = buf[:4+int(length)+gcmTagSize]
+	binary.BigEndian.PutUint32(buf, length)
+	plain := buf[4 : 4+length]
 	plain[0] = padding
-	copy(plain[1:], packet)
-	if _, err := io.ReadFull(rand, plain[1+len(packet):]); err != nil {
+	if _, err := io.ReadFull(rand, plain[1+n:]); err != nil {
 		return nil, err
 	}
-	c.aead.Seal(plain[:0], c.iv, plain, c.buf[:4])
+	c.aead.Seal(plain[:0], c.iv, plain, buf[:4])
 	c.incIV()
-	return c.buf, nil
+	return buf, nil
 }
 
 func (c *gcmCipher) incIV() {
@@ -865,40 +888,42 @@ func (c *chacha20Poly1305Cipher) writeCipherPacket(seqNum uint32, w io.Writer, r
 // wire, in a buffer of c's that the next call reuses (xenbastion patch,
 // see gcmCipher.sealPacket).
 func (c *chacha20Poly1305Cipher) sealPacket(seqNum uint32, rand io.Reader, payload []byte) ([]byte, error) {
+	c.buf = roomFor(c.buf, len(payload))
+	copy(c.buf[packetHeadroom:], payload)
+	return c.sealInPlace(seqNum, rand, c.buf, len(payload))
+}
+
+// sealInPlace is sealPacket for the payload at buf[packetHeadroom:][:n],
+// sealed where it lies, as gcmCipher's (xenbastion patch).
+func (c *chacha20Poly1305Cipher) sealInPlace(seqNum uint32, rand io.Reader, buf []byte, n int) ([]byte, error) {
 	polyKey := c.polyKey(seqNum)
 
 	// There is no blocksize, so fall back to multiple of 8 byte
 	// padding, as described in RFC 4253, Sec 6.
 	const packetSizeMultiple = 8
 
-	padding := packetSizeMultiple - (1+len(payload))%packetSizeMultiple
+	padding := packetSizeMultiple - (1+n)%packetSizeMultiple
 	if padding < 4 {
 		padding += packetSizeMultiple
 	}
 
 	// size (4 bytes), padding (1), payload, padding, tag.
-	totalLength := 4 + 1 + len(payload) + padding + poly1305.TagSize
-	if cap(c.buf) < totalLength {
-		c.buf = make([]byte, totalLength)
-	} else {
-		c.buf = c.buf[:totalLength]
-	}
+	buf = buf[:4+1+n+padding+poly1305.TagSize]
 
-	binary.BigEndian.PutUint32(c.buf, uint32(1+len(payload)+padding))
-	chachaXOR(c.buf[:4], c.buf[:4], &c.lengthKey, seqNum, 0)
-	c.buf[4] = byte(padding)
-	copy(c.buf[5:], payload)
-	packetEnd := 5 + len(payload) + padding
-	if _, err := io.ReadFull(rand, c.buf[5+len(payload):packetEnd]); err != nil {
+	binary.BigEndian.PutUint32(buf, uint32(1+n+padding))
+	chachaXOR(buf[:4], buf[:4], &c.lengthKey, seqNum, 0)
+	buf[4] = byte(padding)
+	packetEnd := 5 + n + padding
+	if _, err := io.ReadFull(rand, buf[5+n:packetEnd]); err != nil {
 		return nil, err
 	}
 
-	chachaXOR(c.buf[4:packetEnd], c.buf[4:packetEnd], &c.contentKey, seqNum, 1)
+	chachaXOR(buf[4:packetEnd], buf[4:packetEnd], &c.contentKey, seqNum, 1)
 
 	var mac [poly1305.TagSize]byte
-	poly1305Sum(&mac, c.buf[:packetEnd], polyKey)
+	poly1305Sum(&mac, buf[:packetEnd], polyKey)
 
-	copy(c.buf[packetEnd:], mac[:])
+	copy(buf[packetEnd:], mac[:])
 
-	return c.buf, nil
+	return buf, nil
 }

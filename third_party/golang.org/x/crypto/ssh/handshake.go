@@ -656,6 +656,30 @@ func (t *handshakeTransport) writePacket(p []byte) error {
 	return nil
 }
 
+// writePacketInPlace is writePacket for a channel data packet at
+// buf[packetHeadroom:][:n], which the transport may seal where it lies,
+// overwriting buf (xenbastion patch, see (*channel).WriteInPlace). During
+// a key exchange it is queued, copied, as writePacket queues it.
+func (t *handshakeTransport) writePacketInPlace(buf []byte, n int) error {
+	p := buf[packetHeadroom : packetHeadroom+n]
+	tw, ok := t.conn.(interface{ writePacketInPlace([]byte, int) error })
+	t.mu.Lock()
+	if !ok || t.sentInitMsg != nil || p[0] != msgChannelData {
+		t.mu.Unlock()
+		return t.writePacket(p)
+	}
+	defer t.mu.Unlock()
+	if t.writeError != nil {
+		return t.writeError
+	}
+	t.countWrite(p)
+	if err := tw.writePacketInPlace(buf, n); err != nil {
+		t.writeError = err
+		t.writeCond.Broadcast()
+	}
+	return nil
+}
+
 // countWrite counts a packet against the rekey thresholds, asking for a
 // key exchange once one is reached (xenbastion patch: shared by
 // writePacket and writePackets). t.mu must be held.

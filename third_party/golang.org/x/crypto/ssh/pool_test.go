@@ -154,6 +154,13 @@ func pipePair(t *testing.T) (*Client, <-chan NewChannel) {
 // if not nil.
 func pipePairWrap(t *testing.T, wrap func(net.Conn) net.Conn) (*Client, <-chan NewChannel) {
 	t.Helper()
+	return pipePairCipher(t, "", wrap)
+}
+
+// pipePairCipher is pipePairWrap with the client offering only cipher, if
+// not empty.
+func pipePairCipher(t *testing.T, cipher string, wrap func(net.Conn) net.Conn) (*Client, <-chan NewChannel) {
+	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +194,11 @@ func pipePairWrap(t *testing.T, wrap func(net.Conn) net.Conn) (*Client, <-chan N
 		go DiscardRequests(reqs)
 		chans <- nc
 	}()
-	c, err := Dial("tcp", ln.Addr().String(), &ClientConfig{User: "u", HostKeyCallback: InsecureIgnoreHostKey()})
+	ccfg := &ClientConfig{User: "u", HostKeyCallback: InsecureIgnoreHostKey()}
+	if cipher != "" {
+		ccfg.Ciphers = []string{cipher}
+	}
+	c, err := Dial("tcp", ln.Addr().String(), ccfg)
 	if err != nil {
 		t.Fatal(err)
 	}

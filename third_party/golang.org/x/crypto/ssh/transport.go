@@ -104,6 +104,16 @@ type sealCipher interface {
 	sealPacket(seqnum uint32, rand io.Reader, packet []byte) ([]byte, error)
 }
 
+// inPlaceSealer is a cipher that also seals a packet where it lies, in a
+// buffer with room around it (xenbastion patch, see
+// (*channel).WriteInPlace).
+type inPlaceSealer interface {
+	// sealInPlace seals the packet at buf[packetHeadroom:][:n], with
+	// packetTailroom bytes of room after it in buf, and returns the
+	// packet as it goes on the wire: a prefix of buf.
+	sealInPlace(seqnum uint32, rand io.Reader, buf []byte, n int) ([]byte, error)
+}
+
 // connectionState represents one side (read or write) of the
 // connection. This is necessary because each direction has its own
 // keys, and can even have its own algorithms
@@ -305,6 +315,35 @@ func (t *transport) writePackets(packets [][]byte) error {
 			return err
 		}
 	}
+	return nil
+}
+
+// writePacketInPlace sends the connection-layer packet at
+// buf[packetHeadroom:][:n] (xenbastion patch, see (*channel).WriteInPlace).
+func (t *transport) writePacketInPlace(buf []byte, n int) error {
+	if debugTransport {
+		t.printPacket(buf[packetHeadroom:packetHeadroom+n], true)
+	}
+	return t.writer.writePacketInPlace(t.bufWriter, t.conn, t.rand, buf, n, t.strictMode)
+}
+
+// writePacketInPlace is writePacket for the packet at
+// buf[packetHeadroom:][:n], which a cipher that can seals where it lies,
+// overwriting buf, and writes straight to the connection; otherwise it
+// goes as writePacket sends it. It must not be a msgNewKeys.
+func (s *connectionState) writePacketInPlace(w *bufio.Writer, conn io.Writer, rand io.Reader, buf []byte, n int, strictMode bool) error {
+	c, ok := s.packetCipher.(inPlaceSealer)
+	if !ok || w.Buffered() != 0 || cap(buf) < packetHeadroom+n+packetTailroom {
+		return s.writePacket(w, conn, rand, buf[packetHeadroom:packetHeadroom+n], strictMode, true)
+	}
+	wire, err := c.sealInPlace(s.seqNum, rand, buf, n)
+	if err != nil {
+		return err
+	}
+	if _, err := conn.Write(wire); err != nil {
+		return err
+	}
+	s.seqNum++
 	return nil
 }
 
