@@ -33,9 +33,23 @@ type row struct {
 
 // runSets are the per-run values behind a row.
 type runSets struct {
-	Bastion []float64 `json:"bastion,omitempty"`
-	Peer    []float64 `json:"peer,omitempty"`
-	Ratio   []float64 `json:"ratio,omitempty"`
+	Bastion runValues `json:"bastion,omitempty"`
+	Peer    runValues `json:"peer,omitempty"`
+	Ratio   runValues `json:"ratio,omitempty"`
+}
+
+// runValues are per-run values in run order; a run that failed is NaN,
+// written to JSON as null (JSON has no NaN).
+type runValues []float64
+
+func (v runValues) MarshalJSON() ([]byte, error) {
+	out := make([]*float64, len(v))
+	for i, x := range v {
+		if !math.IsNaN(x) {
+			out[i] = &x
+		}
+	}
+	return json.Marshal(out)
 }
 
 // figures builds a row from per-run values; peer and ratio may be nil.
@@ -75,7 +89,10 @@ func median(xs []float64) float64 {
 	}
 }
 
+// medianPtr is the median of the runs that did not fail (NaN), or nil if
+// none did.
 func medianPtr(xs []float64) *float64 {
+	xs = slices.DeleteFunc(slices.Clone(xs), math.IsNaN)
 	if len(xs) == 0 {
 		return nil
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"math"
 	"os"
 	"testing"
@@ -61,6 +62,31 @@ func TestFigure(t *testing.T) {
 	}
 	if r := figure("s", "f", "", []float64{1}, nil); r.Peer != nil || r.Ratio != nil || r.Pass != nil {
 		t.Error("no peer should give no peer, ratio or pass")
+	}
+}
+
+// TestFigureFailedRun: a run that failed (NaN) is left out of the medians
+// and written to JSON as null, in its place.
+func TestFigureFailedRun(t *testing.T) {
+	t.Parallel()
+	nan := math.NaN()
+	r := figure("s", "f", "MiB/s", []float64{100, nan, 300, 200}, []float64{100, 100, nan, 400})
+	if *r.Bastion != 200 || *r.Peer != 100 {
+		t.Errorf("medians %v %v, want 200 100", *r.Bastion, *r.Peer)
+	}
+	// Ratios per run: 1, NaN, NaN, 0.5.
+	if *r.Ratio != 0.75 {
+		t.Errorf("ratio %v, want 0.75", *r.Ratio)
+	}
+	b, err := json.Marshal(r.Runs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"bastion":[100,null,300,200],"peer":[100,100,null,400],"ratio":[1,null,null,0.5]}`; string(b) != want {
+		t.Errorf("JSON %s, want %s", b, want)
+	}
+	if r := figure("s", "f", "", []float64{nan, nan}, nil); r.Bastion != nil {
+		t.Errorf("every run failed: median %v, want none", *r.Bastion)
 	}
 }
 
