@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,6 +42,43 @@ type bastionProc struct {
 
 	cmd  *exec.Cmd
 	done chan struct{}
+	// stopping is set while stop shuts it down; an exit without it is a
+	// crash, whose message waits in crash for the harness to report.
+	stopping atomic.Bool
+	crash    atomic.Pointer[string]
+}
+
+// logTailLines is how much of a crashed bastion's log is reported: a Go
+// panic's message and the first goroutines' stacks.
+const logTailLines = 60
+
+// watch reports an exit of cmd that stop did not ask for, with the end of
+// its log (which the scratch directory's removal would lose): on stderr at
+// once, and in crash for the report.
+func (b *bastionProc) watch(cmd *exec.Cmd, done <-chan struct{}, logName string) {
+	<-done
+	if b.stopping.Load() {
+		return
+	}
+	log, _ := os.ReadFile(logName)
+	msg := fmt.Sprintf("the bastion exited on its own (%v); from its log:\n%s", cmd.ProcessState, crashLines(string(log)))
+	progress("PROBLEM: %s", msg)
+	b.crash.Store(&msg)
+}
+
+// crashRE finds the line where the Go runtime starts to report a crash.
+var crashRE = regexp.MustCompile(`(?m)^(panic: |fatal error: |unexpected fault address|SIG[A-Z]+: )`)
+
+// crashLines is the part of a log that says why the process died: from
+// the Go runtime's crash report on (which goes on to every goroutine's
+// stack after a fatal error), else the end.
+func crashLines(log string) string {
+	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
+	if loc := crashRE.FindStringIndex(log); loc != nil {
+		lines = strings.Split(strings.TrimRight(log[loc[0]:], "\n"), "\n")
+		return strings.Join(lines[:min(len(lines), logTailLines)], "\n")
+	}
+	return strings.Join(lines[max(0, len(lines)-logTailLines):], "\n")
 }
 
 // buildBastion builds ./cmd/xenbastion of the module at root into dir.
@@ -147,6 +185,7 @@ func (b *bastionProc) start() error {
 		return err
 	}
 	b.cmd, b.done = cmd, make(chan struct{})
+	b.stopping.Store(false)
 	done := b.done
 	go func() { cmd.Wait(); close(done) }()
 	// It listens before it logs in to the pool and serves only after:
@@ -156,6 +195,7 @@ func (b *bastionProc) start() error {
 		c, err := b.dial()
 		if err == nil {
 			c.Close()
+			go b.watch(cmd, done, logf.Name())
 			return nil
 		}
 		select {
@@ -196,6 +236,7 @@ func (b *bastionProc) stop() {
 	if b.cmd == nil {
 		return
 	}
+	b.stopping.Store(true)
 	stopProcess(b.cmd, b.done, 15*time.Second)
 	b.cmd = nil
 }

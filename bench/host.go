@@ -94,6 +94,11 @@ func (m stealMeter) pct() float64 {
 func (h *harness) phase(name string, f func()) {
 	m := startSteal()
 	f()
+	if h.bastion != nil {
+		if msg := h.bastion.crash.Swap(nil); msg != nil {
+			h.rep.problem("%s: %s", name, *msg)
+		}
+	}
 	if h.rep.Host.StealPct == nil {
 		h.rep.Host.StealPct = map[string]float64{}
 	}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -150,5 +152,23 @@ func TestProcessCPU(t *testing.T) {
 	}
 	if b := busySeconds(); math.IsNaN(b) || b <= 0 {
 		t.Errorf("machine busy time %v", b)
+	}
+}
+
+// TestCrashLines: a crashed bastion's log is quoted from the Go runtime's
+// report on, or its end when there is none.
+func TestCrashLines(t *testing.T) {
+	t.Parallel()
+	log := "time=1 level=INFO msg=listening\nfatal error: concurrent map writes\n\ngoroutine 7 [running]:\nmain.f()\n"
+	if got := crashLines(log); !strings.HasPrefix(got, "fatal error: concurrent map writes\n") || !strings.HasSuffix(got, "main.f()") {
+		t.Errorf("crashLines = %q", got)
+	}
+	var long strings.Builder
+	for i := range 100 {
+		fmt.Fprintf(&long, "line %d\n", i)
+	}
+	got := strings.Split(crashLines(long.String()), "\n")
+	if len(got) != logTailLines || got[len(got)-1] != "line 99" {
+		t.Errorf("no crash report: %d lines ending %q, want the last %d", len(got), got[len(got)-1], logTailLines)
 	}
 }

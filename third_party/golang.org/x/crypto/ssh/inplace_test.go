@@ -150,3 +150,67 @@ func TestWriteInPlaceSmallWindow(t *testing.T) {
 		t.Fatalf("client read %d bytes, want %d", len(got), len(data))
 	}
 }
+
+// TestWriteInPlaceRekey sends 8 MiB through WriteInPlace, in writes of
+// every size, while both sides ask for a new key exchange every 256 KiB and
+// the client sends data the other way: packets written during a key
+// exchange are queued as copies, the others sealed in place with whichever
+// keys are current, and all arrive whole and in order.
+func TestWriteInPlaceRekey(t *testing.T) {
+	for _, cipher := range []string{CipherAES128GCM, CipherChaCha20Poly1305} {
+		t.Run(cipher, func(t *testing.T) {
+			c, chans := pipePairRekey(t, cipher, 256<<10, nil)
+			opened := make(chan Channel, 1)
+			go func() {
+				ch, reqs, err := c.OpenChannel("x", nil)
+				if err != nil {
+					t.Error(err)
+					close(opened)
+					return
+				}
+				go DiscardRequests(reqs)
+				opened <- ch
+			}()
+			ch, reqs, err := (<-chans).Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			go DiscardRequests(reqs)
+			cch := <-opened
+			if cch == nil {
+				t.FailNow()
+			}
+			r := mrand.New(mrand.NewPCG(9, 10))
+			data := make([]byte, 8<<20)
+			for i := range data {
+				data[i] = byte(r.Uint32())
+			}
+			back := bytes.Repeat([]byte("the other way "), 200000)
+			var got, gotBack bytes.Buffer
+			read := make(chan error, 2)
+			go func() { _, err := io.Copy(&got, cch); read <- err }()
+			go func() { _, err := io.Copy(&gotBack, ch); read <- err }()
+			go func() {
+				cch.Write(back)
+				cch.CloseWrite()
+			}()
+			w := ch.(*channel)
+			for rest := data; len(rest) > 0; {
+				n := min(len(rest), 1+r.IntN(channelMaxPacket))
+				if m, err := w.WriteInPlace(inPlaceBuffer(rest[:n])); m != n || err != nil {
+					t.Fatalf("WriteInPlace of %d bytes = %d, %v", n, m, err)
+				}
+				rest = rest[n:]
+			}
+			ch.CloseWrite()
+			for range 2 {
+				if err := <-read; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if !bytes.Equal(got.Bytes(), data) || !bytes.Equal(gotBack.Bytes(), back) {
+				t.Fatalf("read %d and %d bytes, want %d and %d in order", got.Len(), gotBack.Len(), len(data), len(back))
+			}
+		})
+	}
+}

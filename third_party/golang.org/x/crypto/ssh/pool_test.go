@@ -161,6 +161,13 @@ func pipePairWrap(t *testing.T, wrap func(net.Conn) net.Conn) (*Client, <-chan N
 // not empty.
 func pipePairCipher(t *testing.T, cipher string, wrap func(net.Conn) net.Conn) (*Client, <-chan NewChannel) {
 	t.Helper()
+	return pipePairRekey(t, cipher, 0, wrap)
+}
+
+// pipePairRekey is pipePairCipher with both sides asking for a new key
+// exchange every rekey bytes, if not 0.
+func pipePairRekey(t *testing.T, cipher string, rekey uint64, wrap func(net.Conn) net.Conn) (*Client, <-chan NewChannel) {
+	t.Helper()
 	_, priv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -184,6 +191,7 @@ func pipePairCipher(t *testing.T, cipher string, wrap func(net.Conn) net.Conn) (
 			c = wrap(c)
 		}
 		cfg := &ServerConfig{NoClientAuth: true}
+		cfg.RekeyThreshold = rekey
 		cfg.AddHostKey(signer)
 		sc, nc, reqs, err := NewServerConn(c, cfg)
 		if err != nil {
@@ -195,6 +203,7 @@ func pipePairCipher(t *testing.T, cipher string, wrap func(net.Conn) net.Conn) (
 		chans <- nc
 	}()
 	ccfg := &ClientConfig{User: "u", HostKeyCallback: InsecureIgnoreHostKey()}
+	ccfg.RekeyThreshold = rekey
 	if cipher != "" {
 		ccfg.Ciphers = []string{cipher}
 	}
