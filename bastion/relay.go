@@ -68,6 +68,10 @@ const (
 	tailroom = gossh.ChannelDataTailroom
 )
 
+// copyBufs holds the big buffers. With the room around it one takes 40 KiB
+// of heap (a large object is whole 8 KiB pages), only while data flows.
+// Its data part stays one SSH packet: a smaller one would split a pair
+// of 16 KiB TLS records and send the rest as a packet of its own.
 var copyBufs = sync.Pool{New: func() any { b := make([]byte, headroom+copyBufSize+tailroom); return &b }}
 
 // copyBuffer is one relay direction's buffer: a small one while the

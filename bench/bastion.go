@@ -42,9 +42,11 @@ type bastionProc struct {
 
 	cmd  *exec.Cmd
 	done chan struct{}
-	// stopping is set while stop shuts it down; an exit without it is a
-	// crash, whose message waits in crash for the harness to report.
-	stopping atomic.Bool
+	// stopping is set when stop shuts the current process down (each
+	// process has its own, so that a restart's new one is not mistaken
+	// for the old one's); an exit without it is a crash, whose message
+	// waits in crash for the harness to report.
+	stopping *atomic.Bool
 	crash    atomic.Pointer[string]
 }
 
@@ -55,9 +57,9 @@ const logTailLines = 60
 // watch reports an exit of cmd that stop did not ask for, with the end of
 // its log (which the scratch directory's removal would lose): on stderr at
 // once, and in crash for the report.
-func (b *bastionProc) watch(cmd *exec.Cmd, done <-chan struct{}, logName string) {
+func (b *bastionProc) watch(cmd *exec.Cmd, done <-chan struct{}, stopping *atomic.Bool, logName string) {
 	<-done
-	if b.stopping.Load() {
+	if stopping.Load() {
 		return
 	}
 	log, _ := os.ReadFile(logName)
@@ -184,9 +186,8 @@ func (b *bastionProc) start() error {
 	if err := cmd.Start(); err != nil {
 		return err
 	}
-	b.cmd, b.done = cmd, make(chan struct{})
-	b.stopping.Store(false)
-	done := b.done
+	b.cmd, b.done, b.stopping = cmd, make(chan struct{}), new(atomic.Bool)
+	done, stopping := b.done, b.stopping
 	go func() { cmd.Wait(); close(done) }()
 	// It listens before it logs in to the pool and serves only after:
 	// the first SSH handshake that succeeds means it is ready.
@@ -195,7 +196,7 @@ func (b *bastionProc) start() error {
 		c, err := b.dial()
 		if err == nil {
 			c.Close()
-			go b.watch(cmd, done, logf.Name())
+			go b.watch(cmd, done, stopping, logf.Name())
 			return nil
 		}
 		select {

@@ -325,10 +325,13 @@ const (
 // otherwise the data goes as Write sends it. Either way buf's contents
 // are overwritten.
 func (ch *channel) WriteInPlace(buf []byte) (int, error) {
+	if len(buf) < ChannelDataHeadroom {
+		return 0, errors.New("ssh: WriteInPlace: no room before the data")
+	}
 	data := buf[ChannelDataHeadroom:]
 	inPlace, ok := ch.mux.conn.(interface{ writePacketInPlace([]byte, int) error })
-	if !ok || ch.sentEOF || len(data) == 0 || len(data) > int(ch.maxRemotePayload) || cap(buf)-len(buf) < ChannelDataTailroom {
-		return ch.Write(data)
+	if !ok || !ch.decided || ch.sentEOF || len(data) == 0 || len(data) > int(ch.maxRemotePayload) || cap(buf)-len(buf) < ChannelDataTailroom {
+		return ch.Write(data) // which refuses an undecided channel and one at EOF
 	}
 	space, err := ch.remoteWin.reserve(uint32(len(data)))
 	if err != nil {

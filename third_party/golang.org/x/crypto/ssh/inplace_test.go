@@ -4,9 +4,11 @@ package ssh
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"sync/atomic"
 	"testing"
 )
 
@@ -212,5 +214,104 @@ func TestWriteInPlaceRekey(t *testing.T) {
 				t.Fatalf("read %d and %d bytes, want %d and %d in order", got.Len(), gotBack.Len(), len(data), len(back))
 			}
 		})
+	}
+}
+
+// acceptedPair opens a channel from the client and accepts it on the
+// server, returning the server's end and the client's.
+func acceptedPair(t *testing.T, c *Client, chans <-chan NewChannel) (*channel, Channel) {
+	t.Helper()
+	opened := make(chan Channel, 1)
+	go func() {
+		ch, reqs, err := c.OpenChannel("x", nil)
+		if err != nil {
+			t.Error(err)
+			close(opened)
+			return
+		}
+		go DiscardRequests(reqs)
+		opened <- ch
+	}()
+	ch, reqs, err := (<-chans).Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go DiscardRequests(reqs)
+	cch := <-opened
+	if cch == nil {
+		t.FailNow()
+	}
+	return ch.(*channel), cch
+}
+
+// TestWriteInPlaceCounts: a packet sealed in place counts towards the next
+// key exchange as any other packet written does.
+func TestWriteInPlaceCounts(t *testing.T) {
+	c, chans := pipePairRekey(t, CipherAES128GCM, 1<<20, nil)
+	ch, cch := acceptedPair(t, c, chans)
+	go io.Copy(io.Discard, cch)
+	ht := ch.mux.conn.(*handshakeTransport)
+	left := func() int64 {
+		ht.mu.Lock()
+		defer ht.mu.Unlock()
+		return ht.writeBytesLeft
+	}
+	before := left()
+	if _, err := ch.WriteInPlace(inPlaceBuffer(make([]byte, 1000))); err != nil {
+		t.Fatal(err)
+	}
+	if counted := before - left(); counted < 9+1000 {
+		t.Errorf("a 1,000-byte write counted %d bytes towards the key exchange, want at least %d", counted, 9+1000)
+	}
+}
+
+// failingConn fails every write once fail is set.
+type failingConn struct {
+	net.Conn
+	fail atomic.Bool
+}
+
+func (c *failingConn) Write(p []byte) (int, error) {
+	if c.fail.Load() {
+		return 0, errors.New("the wire broke")
+	}
+	return c.Conn.Write(p)
+}
+
+// TestWriteInPlaceRefuses: WriteInPlace says no, as Write does, to a
+// channel that is not accepted yet or is closed, to a buffer without room
+// before the data, and once the connection has failed a write.
+func TestWriteInPlaceRefuses(t *testing.T) {
+	var fc *failingConn
+	c, chans := pipePairRekey(t, CipherAES128GCM, 0, func(c net.Conn) net.Conn {
+		fc = &failingConn{Conn: c}
+		return fc
+	})
+	go c.OpenChannel("x", nil)
+	undecided := (<-chans).(*channel)
+	if _, err := undecided.WriteInPlace(inPlaceBuffer([]byte("early"))); err != errUndecided {
+		t.Errorf("before Accept: %v, want %v", err, errUndecided)
+	}
+	if _, err := undecided.WriteInPlace(make([]byte, ChannelDataHeadroom-1, 100)); err == nil {
+		t.Error("a buffer without room before the data was taken")
+	}
+
+	ch, cch := acceptedPair(t, c, chans)
+	go io.Copy(io.Discard, cch)
+	closed, _ := acceptedPair(t, c, chans)
+	closed.Close()
+	if n, err := closed.WriteInPlace(inPlaceBuffer([]byte("late"))); err == nil {
+		t.Errorf("after Close: wrote %d bytes", n)
+	}
+
+	fc.fail.Store(true)
+	var err error
+	for range 3 {
+		if _, err = ch.WriteInPlace(inPlaceBuffer(make([]byte, 100))); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		t.Error("writes went on succeeding after the connection failed one")
 	}
 }
