@@ -57,8 +57,12 @@ const stallWait = 2 * time.Second
 // the client's side ended.
 const halfCloseWait = 5 * time.Second
 
-// copyBufSize is the relay buffer: one SSH packet's worth and more.
-const copyBufSize = 32 << 10
+// copyBufSize is the relay buffer while bulk data flows: one SSH packet's
+// worth. smallBufSize is the one kept otherwise.
+const (
+	copyBufSize  = 32 << 10
+	smallBufSize = 2 << 10
+)
 
 // The relay's buffers keep room around their data for the channel's
 // WriteInPlace (gossh.ChannelDataHeadroom and ChannelDataTailroom), which
@@ -78,7 +82,7 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, headroom+copyBufSiz
 // console is idle or interactive, and a pooled 32 KiB one only while bulk
 // data flows, so that thousands of idle tunnels do not each hold 64 KiB.
 type copyBuffer struct {
-	small [headroom + 2048 + tailroom]byte
+	small [headroom + smallBufSize + tailroom]byte
 	big   *[]byte
 }
 
@@ -99,10 +103,10 @@ func (b *copyBuffer) bytes() []byte {
 // used adapts the buffer to a read of n bytes: a full small buffer means
 // bulk data, a big one mostly empty means it has stopped.
 func (b *copyBuffer) used(n int) {
-	switch small := len(b.small) - headroom - tailroom; {
-	case b.big == nil && n == small:
+	switch {
+	case b.big == nil && n == smallBufSize:
 		b.big = copyBufs.Get().(*[]byte)
-	case b.big != nil && n < small:
+	case b.big != nil && n < smallBufSize:
 		b.release()
 	}
 }

@@ -336,10 +336,7 @@ func tail(xs []float64) tailStats {
 // typing window through it (not counted in the figures).
 func (h *harness) profileKeystrokes(sessions []*echoSession) {
 	file := h.profilePath("cpu-keystrokes.pb.gz")
-	secs := int(h.typeWindow.Round(time.Second) / time.Second)
-	if secs < 1 {
-		secs = 1
-	}
+	secs := max(1, int(h.typeWindow.Round(time.Second)/time.Second))
 	h.profileCPU(file, secs, "keystrokes", func() error {
 		_, _, err := typeFor(sessions, time.Duration(secs)*time.Second)
 		return err

@@ -258,17 +258,20 @@ func (p *Pool) fieldOf(class, ref, field string) (any, bool) {
 // and the benchmark's cold opens spent most of the harness's CPU there.
 // p.mu must be held.
 func (p *Pool) identity(class, ref, field string) (string, bool) {
-	switch {
-	case class == "VM" && p.vmByRef[ref] != nil:
-		v := p.vmByRef[ref]
-		switch field {
-		case "uuid":
-			return v.uuid, true
-		case "name_label":
-			return v.name, true
+	switch class {
+	case "VM":
+		if v := p.vmByRef[ref]; v != nil {
+			switch field {
+			case "uuid":
+				return v.uuid, true
+			case "name_label":
+				return v.name, true
+			}
 		}
-	case class == "console" && p.consoleByRef[ref] != nil && field == "uuid":
-		return p.consoleByRef[ref].uuid, true
+	case "console":
+		if c := p.consoleByRef[ref]; c != nil && field == "uuid" {
+			return c.uuid, true
+		}
 	}
 	x, ok := p.fieldOf(class, ref, field)
 	s, _ := x.(string)

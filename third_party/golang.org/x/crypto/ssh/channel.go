@@ -342,10 +342,7 @@ func (ch *channel) WriteInPlace(buf []byte) (int, error) {
 		ch.remoteWin.add(space)
 		return ch.Write(data)
 	}
-	p := buf[packetHeadroom:]
-	p[0] = msgChannelData
-	binary.BigEndian.PutUint32(p[1:], ch.remoteId)
-	binary.BigEndian.PutUint32(p[5:], uint32(len(data)))
+	ch.putDataHeader(buf[packetHeadroom:], len(data))
 	ch.writeMu.Lock()
 	defer ch.writeMu.Unlock()
 	if ch.sentClose {
@@ -355,6 +352,15 @@ func (ch *channel) WriteInPlace(buf []byte) (int, error) {
 		return 0, err
 	}
 	return len(data), nil
+}
+
+// putDataHeader writes to p[:9] the header of a channel data message
+// carrying n bytes (xenbastion patch: AcceptWithData and WriteInPlace
+// build the message around data already in place).
+func (ch *channel) putDataHeader(p []byte, n int) {
+	p[0] = msgChannelData
+	binary.BigEndian.PutUint32(p[1:], ch.remoteId)
+	binary.BigEndian.PutUint32(p[5:], uint32(n))
 }
 
 func (ch *channel) handleData(packet []byte) error {
@@ -661,9 +667,7 @@ func (ch *channel) AcceptWithData(data []byte) (Channel, <-chan *Request, int, e
 	}
 	if n > 0 {
 		p := make([]byte, 9+n)
-		p[0] = msgChannelData
-		binary.BigEndian.PutUint32(p[1:], ch.remoteId)
-		binary.BigEndian.PutUint32(p[5:], uint32(n))
+		ch.putDataHeader(p, n)
 		copy(p[9:], data[:n])
 		packets = append(packets, p)
 	}

@@ -346,7 +346,18 @@ func roomFor(buf []byte, n int) []byte {
 	return buf[:cap(buf)]
 }
 
-func (c *gcmCipher) writeCipherPacket(seqNum uint32, w io.Writer, rand io.Reader, packet []byte) error {
+// sealCopy is sealPacket for a cipher that seals in place: packet is
+// copied into *buf, grown if it has no room, and sealed there
+// (xenbastion patch).
+func sealCopy(c sealCipher, buf *[]byte, seqNum uint32, rand io.Reader, packet []byte) ([]byte, error) {
+	*buf = roomFor(*buf, len(packet))
+	copy((*buf)[packetHeadroom:], packet)
+	return c.sealInPlace(seqNum, rand, *buf, len(packet))
+}
+
+// writeSealed is writeCipherPacket for a sealCipher: the sealed packet in
+// one write (xenbastion patch).
+func writeSealed(c sealCipher, seqNum uint32, w io.Writer, rand io.Reader, packet []byte) error {
 	wire, err := c.sealPacket(seqNum, rand, packet)
 	if err != nil {
 		return err
@@ -355,14 +366,16 @@ func (c *gcmCipher) writeCipherPacket(seqNum uint32, w io.Writer, rand io.Reader
 	return err
 }
 
+func (c *gcmCipher) writeCipherPacket(seqNum uint32, w io.Writer, rand io.Reader, packet []byte) error {
+	return writeSealed(c, seqNum, w, rand, packet)
+}
+
 // sealPacket encrypts packet and returns it as it goes on the wire (length,
 // ciphertext, tag), in a buffer of c's that the next call reuses
 // (xenbastion patch: one write of the whole packet, with no copy into a
 // buffered writer first).
 func (c *gcmCipher) sealPacket(seqNum uint32, rand io.Reader, packet []byte) ([]byte, error) {
-	c.buf = roomFor(c.buf, len(packet))
-	copy(c.buf[packetHeadroom:], packet)
-	return c.sealInPlace(seqNum, rand, c.buf, len(packet))
+	return sealCopy(c, &c.buf, seqNum, rand, packet)
 }
 
 // sealInPlace is sealPacket for the packet at buf[packetHeadroom:][:n],
@@ -876,21 +889,14 @@ func (c *chacha20Poly1305Cipher) readCipherPacketInto(seqNum uint32, r io.Reader
 }
 
 func (c *chacha20Poly1305Cipher) writeCipherPacket(seqNum uint32, w io.Writer, rand io.Reader, payload []byte) error {
-	wire, err := c.sealPacket(seqNum, rand, payload)
-	if err != nil {
-		return err
-	}
-	_, err = w.Write(wire)
-	return err
+	return writeSealed(c, seqNum, w, rand, payload)
 }
 
 // sealPacket encrypts payload and returns the packet as it goes on the
 // wire, in a buffer of c's that the next call reuses (xenbastion patch,
 // see gcmCipher.sealPacket).
 func (c *chacha20Poly1305Cipher) sealPacket(seqNum uint32, rand io.Reader, payload []byte) ([]byte, error) {
-	c.buf = roomFor(c.buf, len(payload))
-	copy(c.buf[packetHeadroom:], payload)
-	return c.sealInPlace(seqNum, rand, c.buf, len(payload))
+	return sealCopy(c, &c.buf, seqNum, rand, payload)
 }
 
 // sealInPlace is sealPacket for the payload at buf[packetHeadroom:][:n],

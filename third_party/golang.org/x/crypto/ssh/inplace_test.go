@@ -42,26 +42,7 @@ func TestWriteInPlace(t *testing.T) {
 				cw = &countWrites{Conn: c}
 				return cw
 			})
-			opened := make(chan Channel, 1)
-			go func() {
-				ch, reqs, err := c.OpenChannel("x", nil)
-				if err != nil {
-					t.Error(err)
-					close(opened)
-					return
-				}
-				go DiscardRequests(reqs)
-				opened <- ch
-			}()
-			ch, reqs, err := (<-chans).Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			go DiscardRequests(reqs)
-			cch := <-opened
-			if cch == nil {
-				t.FailNow()
-			}
+			w, cch := acceptedPair(t, c, chans)
 			var got bytes.Buffer
 			read := make(chan error, 1)
 			go func() { _, err := io.Copy(&got, cch); read <- err }()
@@ -72,7 +53,6 @@ func TestWriteInPlace(t *testing.T) {
 			for range 30 {
 				sizes = append(sizes, 1+r.IntN(channelMaxPacket))
 			}
-			w := ch.(*channel)
 			for _, n := range sizes {
 				data := make([]byte, n)
 				for i := range data {
@@ -105,7 +85,7 @@ func TestWriteInPlace(t *testing.T) {
 				}
 				sent = append(sent, data...)
 			}
-			ch.CloseWrite()
+			w.CloseWrite()
 			if err := <-read; err != nil {
 				t.Fatal(err)
 			}
@@ -162,26 +142,7 @@ func TestWriteInPlaceRekey(t *testing.T) {
 	for _, cipher := range []string{CipherAES128GCM, CipherChaCha20Poly1305} {
 		t.Run(cipher, func(t *testing.T) {
 			c, chans := pipePairRekey(t, cipher, 256<<10, nil)
-			opened := make(chan Channel, 1)
-			go func() {
-				ch, reqs, err := c.OpenChannel("x", nil)
-				if err != nil {
-					t.Error(err)
-					close(opened)
-					return
-				}
-				go DiscardRequests(reqs)
-				opened <- ch
-			}()
-			ch, reqs, err := (<-chans).Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			go DiscardRequests(reqs)
-			cch := <-opened
-			if cch == nil {
-				t.FailNow()
-			}
+			w, cch := acceptedPair(t, c, chans)
 			r := mrand.New(mrand.NewPCG(9, 10))
 			data := make([]byte, 8<<20)
 			for i := range data {
@@ -191,12 +152,11 @@ func TestWriteInPlaceRekey(t *testing.T) {
 			var got, gotBack bytes.Buffer
 			read := make(chan error, 2)
 			go func() { _, err := io.Copy(&got, cch); read <- err }()
-			go func() { _, err := io.Copy(&gotBack, ch); read <- err }()
+			go func() { _, err := io.Copy(&gotBack, w); read <- err }()
 			go func() {
 				cch.Write(back)
 				cch.CloseWrite()
 			}()
-			w := ch.(*channel)
 			for rest := data; len(rest) > 0; {
 				n := min(len(rest), 1+r.IntN(channelMaxPacket))
 				if m, err := w.WriteInPlace(inPlaceBuffer(rest[:n])); m != n || err != nil {
@@ -204,7 +164,7 @@ func TestWriteInPlaceRekey(t *testing.T) {
 				}
 				rest = rest[n:]
 			}
-			ch.CloseWrite()
+			w.CloseWrite()
 			for range 2 {
 				if err := <-read; err != nil {
 					t.Fatal(err)

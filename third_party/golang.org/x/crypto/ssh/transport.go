@@ -97,20 +97,16 @@ func (b *readBuffer) get(n int) []byte {
 	return b.pooled[:]
 }
 
-// sealCipher is a packetCipher that can return a whole encrypted packet.
+// sealCipher is a packetCipher that can return a whole encrypted packet
+// (the AEAD ciphers; xenbastion patch).
 type sealCipher interface {
 	// sealPacket encrypts packet and returns it as it goes on the wire,
 	// in a buffer that the next call reuses.
 	sealPacket(seqnum uint32, rand io.Reader, packet []byte) ([]byte, error)
-}
-
-// inPlaceSealer is a cipher that also seals a packet where it lies, in a
-// buffer with room around it (xenbastion patch, see
-// (*channel).WriteInPlace).
-type inPlaceSealer interface {
 	// sealInPlace seals the packet at buf[packetHeadroom:][:n], with
 	// packetTailroom bytes of room after it in buf, and returns the
-	// packet as it goes on the wire: a prefix of buf.
+	// packet as it goes on the wire: a prefix of buf (see
+	// (*channel).WriteInPlace).
 	sealInPlace(seqnum uint32, rand io.Reader, buf []byte, n int) ([]byte, error)
 }
 
@@ -332,7 +328,7 @@ func (t *transport) writePacketInPlace(buf []byte, n int) error {
 // overwriting buf, and writes straight to the connection; otherwise it
 // goes as writePacket sends it. It must not be a msgNewKeys.
 func (s *connectionState) writePacketInPlace(w *bufio.Writer, conn io.Writer, rand io.Reader, buf []byte, n int, strictMode bool) error {
-	c, ok := s.packetCipher.(inPlaceSealer)
+	c, ok := s.packetCipher.(sealCipher)
 	if !ok || w.Buffered() != 0 || cap(buf) < packetHeadroom+n+packetTailroom {
 		return s.writePacket(w, conn, rand, buf[packetHeadroom:packetHeadroom+n], strictMode, true)
 	}
