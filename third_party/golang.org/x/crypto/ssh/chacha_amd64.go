@@ -16,14 +16,15 @@ import (
 // On amd64 the chacha20-poly1305@openssh.com cipher's keystream comes from
 // chacha16_amd64.s where the CPU has AVX-512 (sixteen blocks at once, as
 // fast as OpenSSL's code here), else from the AVX2 assembly of
-// github.com/aead/chacha20; its MAC from github.com/aead/poly1305's AVX2
-// assembly. Package chacha20 has no amd64 assembly, and package
-// poly1305's is scalar. All are checked against those packages in
-// chacha_test.go.
+// github.com/aead/chacha20; its MAC, for a packet of poly8Min bytes or
+// more, from poly8_amd64.s where the CPU has AVX-512 (eight blocks at
+// once), else from github.com/aead/poly1305's AVX2 assembly. Package
+// chacha20 has no amd64 assembly, and package poly1305's is scalar. All
+// are checked against those packages in chacha_test.go.
 
-// useChacha16 says whether chachaXOR may use chacha16; the tests turn it
-// off to check the other path too.
-var useChacha16 = cpu.X86.HasAVX512F
+// useAVX512 says whether chachaXOR may use chacha16 and poly1305Sum
+// poly8Blocks; the tests turn it off to check the AVX2 paths too.
+var useAVX512 = cpu.X86.HasAVX512F
 
 // chacha16 XORs chunks×1024 bytes of src into dst with the keystream of
 // state: sixteen 64-byte blocks per chunk, from block counter state[12]
@@ -38,7 +39,7 @@ func chacha16(state *[16]uint32, dst, src *byte, chunks int)
 // counter on. dst and src may be the same slice.
 func chachaXOR(dst, src []byte, key *[32]byte, seq uint32, counter uint64) {
 	nonce := sshNonce(seq)
-	if useChacha16 && (len(src) >= 1024 || counter != 0) &&
+	if useAVX512 && (len(src) >= 1024 || counter != 0) &&
 		counter < 1<<32 && uint64(len(src))/64+16 <= 1<<32-counter {
 		if len(dst) < len(src) {
 			panic("ssh: chacha20 output shorter than its input")
@@ -84,11 +85,16 @@ func chachaXOR16(dst, src []byte, key *[32]byte, nonce *[8]byte, counter uint32)
 
 // poly1305Sum writes msg's Poly1305 tag under the one-time key to out.
 func poly1305Sum(out *[16]byte, msg []byte, key *[32]byte) {
+	if useAVX512 && len(msg) >= poly8Min {
+		poly1305Sum8(out, msg, key)
+		return
+	}
 	*out = poly1305.Sum(msg, *key)
 }
 
 // poly1305Verify reports whether mac is msg's Poly1305 tag under key.
 func poly1305Verify(mac *[16]byte, msg []byte, key *[32]byte) bool {
-	sum := poly1305.Sum(msg, *key)
+	var sum [16]byte
+	poly1305Sum(&sum, msg, key)
 	return subtle.ConstantTimeCompare(sum[:], mac[:]) == 1
 }

@@ -6,16 +6,18 @@ package ssh
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/aead/chacha20/chacha"
+	"golang.org/x/crypto/internal/poly1305"
 )
 
 // chachaAllocs is what reading a chacha20-poly1305 packet allocates: nothing
 // with chacha16; with aead's AVX2 code, the cipher that starts a keystream
 // past block 0.
 func chachaAllocs() float64 {
-	if useChacha16 {
+	if useAVX512 {
 		return 0
 	}
 	return 1
@@ -26,7 +28,7 @@ func chachaAllocs() float64 {
 // chachaXOR must not give it such a keystream; package chacha20 cannot
 // count past 2^32 at all, so the reference is github.com/aead/chacha20.
 func TestChachaXORCounterCarry(t *testing.T) {
-	keystreamPaths(t, func(t *testing.T) {
+	asmPaths(t, func(t *testing.T) {
 		var key [32]byte
 		for i := range key {
 			key[i] = byte(3 * i)
@@ -56,7 +58,7 @@ func TestChachaXORCounterCarry(t *testing.T) {
 // TestChachaXORBounds: chachaXOR refuses an output shorter than its input,
 // even one with room in its capacity, and computes no block past 2^64-1.
 func TestChachaXORBounds(t *testing.T) {
-	keystreamPaths(t, func(t *testing.T) {
+	asmPaths(t, func(t *testing.T) {
 		var key [32]byte
 		backing := make([]byte, 4096)
 		func() {
@@ -74,8 +76,8 @@ func TestChachaXORBounds(t *testing.T) {
 	// A counter whose sum with the length wraps a uint64 must not reach
 	// chacha16, which would take it for a small one: chachaXOR gives
 	// aead's keystream, or panics as aead does at the very end.
-	saved := useChacha16
-	defer func() { useChacha16 = saved }()
+	saved := useAVX512
+	defer func() { useAVX512 = saved }()
 	var key [32]byte
 	for _, counter := range []uint64{1<<64 - 1, 1<<64 - 17, 1 << 32} {
 		ref := func(dst []byte) {
@@ -106,4 +108,40 @@ func keystreamOrPanic(f func(dst []byte)) (ks []byte, panicked bool) {
 	ks = make([]byte, 64)
 	f(ks)
 	return ks, false
+}
+
+// TestPoly1305Sum8 checks poly1305Sum8 at every length it can take up to
+// past poly8Min, not only those poly1305Sum gives it: every number of
+// chunks up to 40 with every tail, against package poly1305, with random
+// keys and messages and with the extremes of TestPoly1305Extremes.
+func TestPoly1305Sum8(t *testing.T) {
+	if !useAVX512 {
+		t.Skip("this CPU has no AVX-512F, so poly8Blocks cannot run")
+	}
+	r := rand.New(rand.NewPCG(7, 8))
+	msg := make([]byte, 40*128+127)
+	ones := bytes.Repeat([]byte{0xff}, len(msg))
+	var key, keyOnes [32]byte
+	for i := range keyOnes {
+		keyOnes[i] = 0xff
+	}
+	for n := 128; n <= len(msg); n++ {
+		for i := range key {
+			key[i] = byte(r.Uint32())
+		}
+		for i := range msg[:n] {
+			msg[i] = byte(r.Uint32())
+		}
+		for _, c := range []struct {
+			msg []byte
+			key *[32]byte
+		}{{msg[:n], &key}, {ones[:n], &keyOnes}, {ones[:n], &key}} {
+			var want, got [16]byte
+			poly1305.Sum(&want, c.msg, c.key)
+			poly1305Sum8(&got, c.msg, c.key)
+			if got != want {
+				t.Fatalf("length %d, key %x: tag %x, want %x", n, *c.key, got, want)
+			}
+		}
+	}
 }

@@ -20,7 +20,7 @@ func TestChachaBounds(t *testing.T) {
 		t.Skipf("mprotect: %v", err)
 	}
 	end := 2 * page
-	keystreamPaths(t, func(t *testing.T) {
+	asmPaths(t, func(t *testing.T) {
 		var key [32]byte
 		var tag [16]byte
 		for n := 0; n <= 2*page; n++ {

@@ -9,9 +9,9 @@ import (
 	"golang.org/x/crypto/internal/poly1305"
 )
 
-// useChacha16 is always false here: chacha16 is amd64 assembly. The tests
-// read it to know which keystream paths there are.
-var useChacha16 = false
+// useAVX512 is always false here: chacha16 and poly8Blocks are amd64
+// assembly. The tests read it to know which paths there are.
+var useAVX512 = false
 
 // chachaXOR XORs src into dst with the ChaCha20 keystream of key and the
 // openssh nonce seq (64-bit block counter, 64-bit nonce), from block

@@ -41,25 +41,26 @@ func testLengths(r *rand.Rand) []int {
 	return append(ls, 32768, 32768+5+16, maxPacket)
 }
 
-// keystreamPaths runs f once for each keystream path chachaXOR has on
-// this machine: the AVX2 one and, where the CPU has AVX-512, chacha16.
-func keystreamPaths(t *testing.T, f func(t *testing.T)) {
-	saved := useChacha16
-	defer func() { useChacha16 = saved }()
+// asmPaths runs f once for each path chachaXOR and poly1305Sum have on
+// this machine: the AVX2 ones and, where the CPU has AVX-512, chacha16
+// and poly8Blocks.
+func asmPaths(t *testing.T, f func(t *testing.T)) {
+	saved := useAVX512
+	defer func() { useAVX512 = saved }()
 	for _, on := range []bool{false, true} {
 		name := map[bool]string{false: "avx2", true: "avx512"}[on]
 		t.Run(name, func(t *testing.T) {
 			if on && !saved {
-				t.Skip("this CPU has no AVX-512F, so chacha16 cannot run")
+				t.Skip("this CPU has no AVX-512F, so chacha16 and poly8Blocks cannot run")
 			}
-			useChacha16 = on
+			useAVX512 = on
 			f(t)
 		})
 	}
 }
 
 func TestChachaXORMatchesPackage(t *testing.T) {
-	keystreamPaths(t, func(t *testing.T) {
+	asmPaths(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(1, 2))
 		var key [32]byte
 		for _, n := range testLengths(r) {
@@ -91,29 +92,63 @@ func TestChachaXORMatchesPackage(t *testing.T) {
 }
 
 func TestPoly1305MatchesPackage(t *testing.T) {
-	r := rand.New(rand.NewPCG(3, 4))
-	var key [32]byte
-	for _, n := range testLengths(r) {
-		for i := range key {
-			key[i] = byte(r.Uint32())
+	asmPaths(t, func(t *testing.T) {
+		r := rand.New(rand.NewPCG(3, 4))
+		var key [32]byte
+		for _, n := range testLengths(r) {
+			for i := range key {
+				key[i] = byte(r.Uint32())
+			}
+			msg := make([]byte, n)
+			for i := range msg {
+				msg[i] = byte(r.Uint32())
+			}
+			checkPoly1305(t, msg, &key)
 		}
-		msg := make([]byte, n)
-		for i := range msg {
-			msg[i] = byte(r.Uint32())
+	})
+}
+
+// TestPoly1305Extremes: the largest limbs the arithmetic can meet, where
+// a missed carry shows. Keys with every bit of r that clamping leaves and
+// every bit of s set, or none; messages of all ones (every block's limbs
+// at their largest) or of zeros, at every length around the 128-byte
+// chunks of poly8Blocks.
+func TestPoly1305Extremes(t *testing.T) {
+	asmPaths(t, func(t *testing.T) {
+		keys := [][32]byte{{}, {}, {}}
+		for i := range 32 {
+			keys[0][i] = 0xff
+			keys[1][i] = 0xff * byte(i/16) // r = 0, s all ones
+			keys[2][i] = 0xff * byte(1-i/16)
 		}
-		var want, got [16]byte
-		poly1305.Sum(&want, msg, &key)
-		poly1305Sum(&got, msg, &key)
-		if got != want {
-			t.Fatalf("length %d: tag %x, want %x", n, got, want)
+		for _, fill := range []byte{0xff, 0x00, 0x80} {
+			msg := bytes.Repeat([]byte{fill}, 4*1024+200)
+			for _, key := range keys {
+				for n := 0; n <= len(msg); n++ {
+					checkPoly1305(t, msg[:n], &key)
+				}
+			}
 		}
-		if !poly1305Verify(&want, msg, &key) {
-			t.Fatalf("length %d: the right tag does not verify", n)
-		}
-		want[n%16] ^= 1 << (n % 8)
-		if poly1305Verify(&want, msg, &key) {
-			t.Fatalf("length %d: a wrong tag verifies", n)
-		}
+	})
+}
+
+// checkPoly1305 checks poly1305Sum and poly1305Verify on msg against
+// package poly1305.
+func checkPoly1305(t *testing.T, msg []byte, key *[32]byte) {
+	t.Helper()
+	n := len(msg)
+	var want, got [16]byte
+	poly1305.Sum(&want, msg, key)
+	poly1305Sum(&got, msg, key)
+	if got != want {
+		t.Fatalf("length %d, key %x: tag %x, want %x", n, *key, got, want)
+	}
+	if !poly1305Verify(&want, msg, key) {
+		t.Fatalf("length %d: the right tag does not verify", n)
+	}
+	want[n%16] ^= 1 << (n % 8)
+	if poly1305Verify(&want, msg, key) {
+		t.Fatalf("length %d: a wrong tag verifies", n)
 	}
 }
 
@@ -156,14 +191,14 @@ func (zeroReader) Read(p []byte) (int, error) {
 // as the cipher uses it, on each path: a keystroke, a small packet and a
 // full 32 KiB channel data packet.
 func BenchmarkChachaXOR(b *testing.B) {
-	saved := useChacha16
-	defer func() { useChacha16 = saved }()
+	saved := useAVX512
+	defer func() { useAVX512 = saved }()
 	var key [32]byte
 	for _, on := range []bool{false, true} {
 		if on && !saved {
 			continue
 		}
-		useChacha16 = on
+		useAVX512 = on
 		for _, n := range []int{48, 1040, 32784} {
 			buf := make([]byte, n)
 			b.Run(fmt.Sprintf("%s/%d", map[bool]string{false: "avx2", true: "avx512"}[on], n), func(b *testing.B) {
@@ -171,6 +206,31 @@ func BenchmarkChachaXOR(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
 					chachaXOR(buf, buf, &key, 3, 1)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkPoly1305: the MAC of one packet on each path: a keystroke, a
+// small packet and a full 32 KiB channel data packet (with its length).
+func BenchmarkPoly1305(b *testing.B) {
+	saved := useAVX512
+	defer func() { useAVX512 = saved }()
+	var key [32]byte
+	var tag [16]byte
+	for _, on := range []bool{false, true} {
+		if on && !saved {
+			continue
+		}
+		useAVX512 = on
+		for _, n := range []int{48, 1044, 4100, 32788} {
+			msg := make([]byte, n)
+			b.Run(fmt.Sprintf("%s/%d", map[bool]string{false: "avx2", true: "avx512"}[on], n), func(b *testing.B) {
+				b.SetBytes(int64(n))
+				b.ReportAllocs()
+				for b.Loop() {
+					poly1305Sum(&tag, msg, &key)
 				}
 			})
 		}
