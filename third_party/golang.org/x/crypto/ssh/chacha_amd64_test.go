@@ -6,7 +6,9 @@ package ssh
 
 import (
 	"bytes"
+	"math/big"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/aead/chacha20/chacha"
@@ -144,4 +146,106 @@ func TestPoly1305Sum8(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestPoly1305Sum8Reduction checks the final reduction mod p = 2^130-5 at
+// its edges, which random messages reach with a chance of about 2^-100.
+// Each message's last block is solved for, with math/big, so that the
+// accumulator before s is added is a chosen value near 0, p, 2^128, 2^129
+// or 3*2^128; the block lies in a vector lane (a length that is a
+// multiple of 128) or in the scalar tail.
+func TestPoly1305Sum8Reduction(t *testing.T) {
+	if !useAVX512 {
+		t.Skip("this CPU has no AVX-512F, so poly8Blocks cannot run")
+	}
+	one := big.NewInt(1)
+	p := new(big.Int).Sub(new(big.Int).Lsh(one, 130), big.NewInt(5))
+	two128 := new(big.Int).Lsh(one, 128)
+	var targets []*big.Int
+	for d := range int64(7) {
+		dd := big.NewInt(d)
+		targets = append(targets, dd,
+			new(big.Int).Sub(p, new(big.Int).Add(dd, one)),
+			new(big.Int).Sub(two128, dd),
+			new(big.Int).Add(two128, dd),
+			new(big.Int).Sub(new(big.Int).Lsh(one, 129), dd),
+			new(big.Int).Sub(new(big.Int).Mul(two128, big.NewInt(3)), dd))
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, n := range []int{4096, 4096 + 16, 4096 + 48, 4096 + 112} {
+		for _, target := range targets {
+			for _, s := range []byte{0x00, 0xff, 0x5a} {
+				key, msg := poly1305Ending(r, n, target, s, p)
+				if acc := poly1305Acc(msg, poly1305R(&key), p); acc.Cmp(target) != 0 {
+					t.Fatalf("length %d: the solved message ends at %x, want %x", n, acc, target)
+				}
+				var want, got [16]byte
+				poly1305.Sum(&want, msg, &key)
+				poly1305Sum8(&got, msg, &key)
+				if got != want {
+					t.Fatalf("length %d, accumulator %x, s %#x: tag %x, want %x", n, target, s, got, want)
+				}
+			}
+		}
+	}
+}
+
+// poly1305Ending returns a key with s all s-bytes and an n-byte message
+// whose last, whole block makes Poly1305's accumulator end at target
+// (under p). Random r and prefixes are tried until the block that does
+// fits in 128 bits.
+func poly1305Ending(r *rand.Rand, n int, target *big.Int, s byte, p *big.Int) ([32]byte, []byte) {
+	two128 := new(big.Int).Lsh(big.NewInt(1), 128)
+	for {
+		var key [32]byte
+		for i := range 16 {
+			key[i] = byte(r.Uint32())
+		}
+		for i := 16; i < 32; i++ {
+			key[i] = s
+		}
+		msg := make([]byte, n)
+		for i := range msg[:n-16] {
+			msg[i] = byte(r.Uint32())
+		}
+		rr := poly1305R(&key)
+		if rr.Sign() == 0 {
+			continue
+		}
+		// target = (prefix's accumulator + m + 2^128) * r mod p.
+		m := new(big.Int).Mul(target, new(big.Int).ModInverse(rr, p))
+		m.Sub(m, poly1305Acc(msg[:n-16], rr, p)).Sub(m, two128).Mod(m, p)
+		if m.Cmp(two128) >= 0 {
+			continue
+		}
+		m.FillBytes(msg[n-16:])
+		slices.Reverse(msg[n-16:]) // little-endian
+		return key, msg
+	}
+}
+
+// poly1305R is key's r, clamped, as a number.
+func poly1305R(key *[32]byte) *big.Int {
+	r := bytes.Clone(key[:16])
+	for _, i := range []int{3, 7, 11, 15} {
+		r[i] &= 15
+	}
+	for _, i := range []int{4, 8, 12} {
+		r[i] &= 252
+	}
+	slices.Reverse(r)
+	return new(big.Int).SetBytes(r)
+}
+
+// poly1305Acc is Poly1305's accumulator after msg, mod p, before s.
+func poly1305Acc(msg []byte, r, p *big.Int) *big.Int {
+	h := new(big.Int)
+	for len(msg) > 0 {
+		n := min(16, len(msg))
+		b := append(bytes.Clone(msg[:n]), 1)
+		slices.Reverse(b)
+		h.Add(h, new(big.Int).SetBytes(b)).Mul(h, r).Mod(h, p)
+		msg = msg[n:]
+	}
+	return h
 }

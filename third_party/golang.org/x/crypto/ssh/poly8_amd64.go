@@ -33,8 +33,9 @@ type poly1305Elem [5]uint64
 const limb26 = 1<<26 - 1
 
 // mul sets e to e*r mod 2^130-5, carried so that every limb is under 2^26
-// but limb 1, which is under 2^26 + 2^11. e's limbs must be under 2^32
-// and r's under 2^27, so that no sum of products passes 2^64.
+// but limb 1, which may be a little over (by under 2^14). e's limbs must
+// be under 2^32 and r's under 2^27, so that no sum of products passes
+// 2^64.
 func (e *poly1305Elem) mul(r *poly1305Elem) {
 	h0, h1, h2, h3, h4 := e[0], e[1], e[2], e[3], e[4]
 	r0, r1, r2, r3, r4 := r[0], r[1], r[2], r[3], r[4]
@@ -164,8 +165,9 @@ func poly1305Sum8(out *[16]byte, msg []byte, key *[32]byte) {
 	h[3] = h[3]&^useG | g3&limb26&useG
 	h[4] = h[4]&^useG | g4&limb26&useG
 
-	// The tag is h + s mod 2^128. Limb 1 may be 2^26 after carry, so the
-	// limbs are added, not ORed, into place.
+	// The tag is h + s mod 2^128. The limbs are added into place rather
+	// than ORed, so that a limb 1 the last carry left at 2^26 (a case no
+	// test input has been found to reach) still comes out right.
 	lo, c := bits.Add64(h[0]+h[1]<<26, h[2]<<52, 0)
 	hi := h[2]>>12 + h[3]<<14 + h[4]<<40 + c
 	lo, c = bits.Add64(lo, binary.LittleEndian.Uint64(key[16:24]), 0)

@@ -11,7 +11,7 @@
 
 // Product of the five limbs of H (Z0-Z4) and r^8 (r: Z5-Z9, 5*r for limbs
 // 1-4: Z10-Z13) into Z20-Z24, before carrying. A limb of H stays under
-// 2^27, of r^8 under 2^26, so each of the 25 products is under 2^56 and
+// 2^27, of r^8 at most 2^26, so each of the 25 products is under 2^56 and
 // each sum under 2^59.
 #define MULR8 \
 	VPMULUDQ Z5, Z0, Z20; VPMULUDQ Z6, Z0, Z21; VPMULUDQ Z7, Z0, Z22; VPMULUDQ Z8, Z0, Z23; VPMULUDQ Z9, Z0, Z24; \
