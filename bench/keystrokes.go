@@ -235,28 +235,47 @@ func (h *harness) runKeystrokes(ctx context.Context) {
 	var quiet []float64      // added, in the runs with a quiet host (quietSteal)
 	var allB, allD []float64 // every run's samples
 	for run := range h.runs {
-		dsteal := startSteal()
-		hd0, _ := procCPUSeconds(os.Getpid())
-		ds, dl, err := typeFor(direct, h.typeWindow)
-		hd1, _ := procCPUSeconds(os.Getpid())
-		if err != nil {
-			h.rep.problem("keystrokes: direct: %v", err)
+		var ds, bs []float64
+		var dl, bl int
+		var directSteal, bastionSteal float64
+		var hd0, hd1, hb0, hb1, cpu0, cpu1 float64
+		var v0, v1 debugVars
+		typeDirect := func() (err error) {
+			dsteal := startSteal()
+			hd0, _ = procCPUSeconds(os.Getpid())
+			ds, dl, err = typeFor(direct, h.typeWindow)
+			hd1, _ = procCPUSeconds(os.Getpid())
+			directSteal = round1(dsteal.pct())
+			if err != nil {
+				return fmt.Errorf("direct: %w", err)
+			}
+			return nil
+		}
+		typeBastion := func() (err error) {
+			v0, _ = h.bastion.vars()
+			cpu0, _ = h.bastion.cpuSeconds()
+			bsteal := startSteal()
+			hb0, _ = procCPUSeconds(os.Getpid())
+			bs, bl, err = typeFor(viaBastion, h.typeWindow)
+			hb1, _ = procCPUSeconds(os.Getpid())
+			bastionSteal = round1(bsteal.pct())
+			v1, _ = h.bastion.vars()
+			cpu1, _ = h.bastion.cpuSeconds()
+			if err != nil {
+				return fmt.Errorf("bastion: %w", err)
+			}
+			return nil
+		}
+		// Alternate which path types first, so that drift in the
+		// machine's state favours neither.
+		first, second := typeDirect, typeBastion
+		if run%2 == 1 {
+			first, second = typeBastion, typeDirect
+		}
+		if err := errors.Join(first(), second()); err != nil {
+			h.rep.problem("keystrokes: %v", err)
 			return
 		}
-		directSteal := round1(dsteal.pct())
-		v0, _ := h.bastion.vars()
-		cpu0, _ := h.bastion.cpuSeconds()
-		bsteal := startSteal()
-		hb0, _ := procCPUSeconds(os.Getpid())
-		bs, bl, err := typeFor(viaBastion, h.typeWindow)
-		hb1, _ := procCPUSeconds(os.Getpid())
-		bastionSteal := round1(bsteal.pct())
-		if err != nil {
-			h.rep.problem("keystrokes: bastion: %v", err)
-			return
-		}
-		v1, _ := h.bastion.vars()
-		cpu1, _ := h.bastion.cpuSeconds()
 		// What the bastion did in its window: the tail is worth reading
 		// next to its CPU use and garbage collections.
 		h.details[fmt.Sprintf("keystrokes run %d", run+1)] = map[string]any{
