@@ -151,8 +151,8 @@ func poly1305Sum8(out *[16]byte, msg []byte, key *[32]byte) {
 	}
 	h.carry()
 
-	// h mod 2^130-5: h is under 2^130 + 2^26 or so here, so h - p is the
-	// answer if it is not negative. Chosen without a branch.
+	// h mod 2^130-5: h is less than 2p here (under 2^130 + 2^52), so h - p
+	// is the answer if it is not negative. Chosen without a branch.
 	g0 := h[0] + 5
 	g1 := h[1] + g0>>26
 	g2 := h[2] + g1>>26
