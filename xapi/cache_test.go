@@ -228,6 +228,9 @@ func TestConnectNow(t *testing.T) {
 	}
 	readBanner(t, conn)
 
+	// The consoles opened above are closed, but the pool may not have seen
+	// the last close yet, and with the limit on it would still count it.
+	waitConsolesClosed(t, p)
 	p.SetConsoleLimit(true)
 	held, err := c.DialConsole(t.Context(), vm, VT100)
 	if err != nil {

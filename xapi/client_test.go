@@ -1142,13 +1142,21 @@ func TestConsoleLimit(t *testing.T) {
 
 	// Once the first console is closed, the VM's console is free again.
 	first.Close()
+	waitConsolesClosed(t, p)
+	checkConsole(t, dial(t, c, vm, VT100), VT100)
+}
+
+// waitConsolesClosed waits until the pool has seen every console
+// connection close: it learns of a close the client made only when its
+// relay reads the end.
+func waitConsolesClosed(t *testing.T, p *xapitest.Pool) {
+	t.Helper()
 	for deadline := time.Now().Add(5 * time.Second); p.ActiveConsoles() != 0; {
 		if time.Now().After(deadline) {
 			t.Fatalf("%d consoles still open", p.ActiveConsoles())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	checkConsole(t, dial(t, c, vm, VT100), VT100)
 }
 
 // TestStaleVM: a VM value fetched before its VM was rebooted, migrated or
