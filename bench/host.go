@@ -167,37 +167,113 @@ func busySeconds() float64 {
 	return float64(t.busy) / clockTicks
 }
 
-// treeCPUSeconds is the CPU time of process root and all its descendants
-// (sshd forks a process per connection, and that one another), in
-// seconds; NaN if root is gone.
-func treeCPUSeconds(root int) float64 {
+// procTree is process root and all its descendants (sshd forks a process
+// per connection, and that one another); nil if root is gone.
+func procTree(root int) []int {
 	ents, err := os.ReadDir("/proc")
 	if err != nil {
-		return math.NaN()
+		return nil
 	}
-	parent, cpu := map[int]int{}, map[int]float64{}
+	parent := map[int]int{}
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
 			continue
 		}
-		if ppid, s, err := procStat(pid); err == nil {
-			parent[pid], cpu[pid] = ppid, s
+		if ppid, _, err := procStat(pid); err == nil {
+			parent[pid] = ppid
 		}
 	}
-	if _, ok := cpu[root]; !ok {
-		return math.NaN()
+	if _, ok := parent[root]; !ok {
+		return nil
 	}
-	var sum float64
-	for pid, s := range cpu {
+	var tree []int
+	for pid := range parent {
 		for p := pid; p > 1; p = parent[p] {
 			if p == root {
-				sum += s
+				tree = append(tree, pid)
 				break
 			}
 		}
 	}
+	return tree
+}
+
+// treeCPUSeconds is the CPU time of process root and all its descendants,
+// in seconds; NaN if root is gone.
+func treeCPUSeconds(root int) float64 {
+	tree := procTree(root)
+	if tree == nil {
+		return math.NaN()
+	}
+	var sum float64
+	for _, pid := range tree {
+		if _, s, err := procStat(pid); err == nil {
+			sum += s
+		}
+	}
 	return sum
+}
+
+// procOps is what processes asked of the kernel: read(2)- and
+// write(2)-family system calls (/proc/PID/io syscr, syscw; a socket's
+// read and write count, recvmsg and sendmsg do not), and how often their
+// threads blocked (voluntary context switches: waited for data, room or
+// a lock) or were preempted (involuntary).
+type procOps struct {
+	Reads       float64 `json:"read_calls"`
+	Writes      float64 `json:"write_calls"`
+	Blocked     float64 `json:"voluntary_switches"`
+	Preemptions float64 `json:"involuntary_switches"`
+}
+
+// treeOps is procOps summed over process root and its descendants, and
+// over all their threads; false if root is gone.
+func treeOps(root int) (procOps, bool) {
+	tree := procTree(root)
+	var o procOps
+	for _, pid := range tree {
+		for k, v := range procFields(fmt.Sprintf("/proc/%d/io", pid)) {
+			switch k {
+			case "syscr":
+				o.Reads += v
+			case "syscw":
+				o.Writes += v
+			}
+		}
+		tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+		for _, t := range tasks {
+			for k, v := range procFields(fmt.Sprintf("/proc/%d/task/%s/status", pid, t.Name())) {
+				switch k {
+				case "voluntary_ctxt_switches":
+					o.Blocked += v
+				case "nonvoluntary_ctxt_switches":
+					o.Preemptions += v
+				}
+			}
+		}
+	}
+	return o, tree != nil
+}
+
+// procFields reads the "name: number" lines of a /proc file; nil if it
+// cannot be read (the process has gone).
+func procFields(file string) map[string]float64 {
+	data, err := os.ReadFile(file)
+	if err != nil {
+		return nil
+	}
+	m := map[string]float64{}
+	for line := range strings.Lines(string(data)) {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		if x, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+			m[k] = x
+		}
+	}
+	return m
 }
 
 // cpuUse is the CPU time the processes on a forward's path used, by part.
@@ -208,13 +284,22 @@ type cpuUse struct {
 	Machine float64 `json:"machine"`    // everything the machine ran
 }
 
-// cpuMeter measures cpuUse over a stretch of time.
+// cpuMeter measures cpuUse and opsUse over a stretch of time.
 type cpuMeter struct {
 	client, server int
 	start          cpuUse
+	startOps       opsUse
 }
 
-func (m *cpuMeter) read() cpuUse {
+// opsUse is what the processes on a forward's path asked of the kernel,
+// by part (as cpuUse).
+type opsUse struct {
+	Client  procOps `json:"ssh_client"`
+	Server  procOps `json:"server"`
+	Harness procOps `json:"harness"`
+}
+
+func (m *cpuMeter) read() (cpuUse, opsUse) {
 	h, err := procCPUSeconds(os.Getpid())
 	if err != nil {
 		h = math.NaN()
@@ -223,24 +308,41 @@ func (m *cpuMeter) read() cpuUse {
 	if err != nil {
 		c = math.NaN()
 	}
-	return cpuUse{Client: c, Server: treeCPUSeconds(m.server), Harness: h, Machine: busySeconds()}
+	use := cpuUse{Client: c, Server: treeCPUSeconds(m.server), Harness: h, Machine: busySeconds()}
+	var ops opsUse
+	ops.Client, _ = treeOps(m.client)
+	ops.Server, _ = treeOps(m.server)
+	ops.Harness, _ = treeOps(os.Getpid())
+	return use, ops
 }
 
 func startCPU(client, server int) *cpuMeter {
 	m := &cpuMeter{client: client, server: server}
-	m.start = m.read()
+	m.start, m.startOps = m.read()
 	return m
 }
 
-// per is the CPU time used since the start, per unit of work; -1 where
-// unknown (JSON has no NaN).
-func (m *cpuMeter) per(units float64) cpuUse {
-	e := m.read()
+// per is the CPU time used since the start, per unit of work (GiB), and
+// the system calls and context switches per MiB; -1 where unknown (JSON
+// has no NaN).
+func (m *cpuMeter) per(gib float64) (cpuUse, opsUse) {
+	e, eo := m.read()
 	f := func(a, b float64) float64 {
-		if v := (b - a) / units; units > 0 && !math.IsNaN(v) {
+		if v := (b - a) / gib; gib > 0 && !math.IsNaN(v) {
 			return round3(v)
 		}
 		return -1
 	}
-	return cpuUse{f(m.start.Client, e.Client), f(m.start.Server, e.Server), f(m.start.Harness, e.Harness), f(m.start.Machine, e.Machine)}
+	mib := gib * 1024
+	o := func(a, b procOps) procOps {
+		g := func(x, y float64) float64 {
+			if mib <= 0 || y < x {
+				return -1
+			}
+			return round1((y - x) / mib)
+		}
+		return procOps{g(a.Reads, b.Reads), g(a.Writes, b.Writes), g(a.Blocked, b.Blocked), g(a.Preemptions, b.Preemptions)}
+	}
+	return cpuUse{f(m.start.Client, e.Client), f(m.start.Server, e.Server), f(m.start.Harness, e.Harness), f(m.start.Machine, e.Machine)},
+		opsUse{o(m.startOps.Client, eo.Client), o(m.startOps.Server, eo.Server), o(m.startOps.Harness, eo.Harness)}
 }

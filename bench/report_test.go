@@ -155,6 +155,46 @@ func TestProcessCPU(t *testing.T) {
 	}
 }
 
+// TestProcessOps: a process tree's system calls and context switches
+// count what this process does, and a pid that does not exist has none.
+func TestProcessOps(t *testing.T) {
+	before, ok := treeOps(os.Getpid())
+	if !ok {
+		t.Fatal("treeOps of this process: gone")
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	buf := make([]byte, 1)
+	for range 100 {
+		w.Write(buf)
+		r.Read(buf)
+	}
+	time.Sleep(20 * time.Millisecond) // a thread that sleeps blocks
+	after, _ := treeOps(os.Getpid())
+	if after.Reads-before.Reads < 100 || after.Writes-before.Writes < 100 {
+		t.Errorf("100 reads and writes counted as %v and %v", after.Reads-before.Reads, after.Writes-before.Writes)
+	}
+	if after.Blocked <= before.Blocked {
+		t.Errorf("voluntary context switches went from %v to %v across a sleep", before.Blocked, after.Blocked)
+	}
+	if _, ok := treeOps(1 << 30); ok {
+		t.Error("treeOps of a pid that does not exist: found")
+	}
+	// A failed transfer's unknown counts are left out of the medians.
+	m := medianOps([]opsUse{
+		{Server: procOps{10, 20, 30, 40}},
+		{Server: unknownOps},
+		{Server: procOps{12, 22, 32, 42}},
+	})
+	if m.Server != (procOps{11, 21, 31, 41}) {
+		t.Errorf("medianOps = %+v, want 11, 21, 31, 41", m.Server)
+	}
+}
+
 // TestCrashLines: a crashed bastion's log is quoted from the Go runtime's
 // report on, or its end when there is none.
 func TestCrashLines(t *testing.T) {

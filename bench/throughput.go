@@ -48,28 +48,29 @@ func (p *tputPaths) stop() {
 
 // transfer moves n bytes one way over a new connection through p and
 // returns MiB/s, timed from the first byte sent to the last byte (or the
-// ack) received, and the CPU seconds per GiB the processes on the path
-// used meanwhile. The console handshake is not timed.
-func (h *harness) transfer(ctx context.Context, p *tputPaths, viaSSHD bool, dir string, n int64) (float64, cpuUse, error) {
+// ack) received, the CPU seconds per GiB the processes on the path used
+// meanwhile, and their system calls and context switches per MiB. The
+// console handshake is not timed.
+func (h *harness) transfer(ctx context.Context, p *tputPaths, viaSSHD bool, dir string, n int64) (float64, cpuUse, opsUse, error) {
 	f, server := p.bastion, h.bastion.cmd.Process.Pid
 	if viaSSHD {
 		f, server = p.sshd, h.sshd.cmd.Process.Pid
 	}
 	c, err := f.dial()
 	if err != nil {
-		return 0, cpuUse{}, err
+		return 0, cpuUse{}, opsUse{}, err
 	}
 	s := rawStream(c)
 	if viaSSHD {
 		ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		if s, err = h.sp.connectOver(ctx, c, p.location, h.sp.clientTLS(nil)); err != nil {
-			return 0, cpuUse{}, err
+			return 0, cpuUse{}, opsUse{}, err
 		}
 	}
 	defer s.Close()
 	if err := h.sp.driver.Greet(s); err != nil {
-		return 0, cpuUse{}, err
+		return 0, cpuUse{}, opsUse{}, err
 	}
 	cpu := startCPU(f.cmd.Process.Pid, server)
 	start := time.Now()
@@ -80,10 +81,11 @@ func (h *harness) transfer(ctx context.Context, p *tputPaths, viaSSHD bool, dir 
 		moved, err = h.sp.driver.Push(s, n)
 	}
 	if err != nil {
-		return 0, cpuUse{}, fmt.Errorf("%s: %w", dir, err)
+		return 0, cpuUse{}, opsUse{}, fmt.Errorf("%s: %w", dir, err)
 	}
 	secs := time.Since(start).Seconds()
-	return float64(moved) / secs / (1 << 20), cpu.per(float64(moved) / (1 << 30)), nil
+	use, ops := cpu.per(float64(moved) / (1 << 30))
+	return float64(moved) / secs / (1 << 20), use, ops, nil
 }
 
 // runThroughput measures each cipher, then what a stock client (no -c)
@@ -143,7 +145,7 @@ func (h *harness) measureThroughput(ctx context.Context, p *tputPaths, label str
 	// first transfer of a process pays for page faults and cold caches.
 	for _, viaSSHD := range []bool{false, true} {
 		for _, dir := range []string{down, up} {
-			if _, _, err := h.transfer(ctx, p, viaSSHD, dir, min(h.size, 64<<20)); err != nil {
+			if _, _, _, err := h.transfer(ctx, p, viaSSHD, dir, min(h.size, 64<<20)); err != nil {
 				h.rep.problem("throughput warm-up %s (sshd=%v): %v", dir, viaSSHD, err)
 			}
 		}
@@ -151,20 +153,23 @@ func (h *harness) measureThroughput(ctx context.Context, p *tputPaths, label str
 
 	res := map[string]*[2][]float64{down: {}, up: {}}
 	cpu := map[string]*[2][]cpuUse{down: {}, up: {}}
+	ops := map[string]*[2][]opsUse{down: {}, up: {}}
 	for run := range h.runs {
 		for _, dir := range []string{down, up} {
 			// Alternate which path goes first, so that drift in the
 			// machine's state favours neither.
 			for i := range 2 {
 				viaSSHD := (i+run)%2 == 1
-				mibs, use, err := h.transfer(ctx, p, viaSSHD, dir, h.size)
+				mibs, use, o, err := h.transfer(ctx, p, viaSSHD, dir, h.size)
 				if err != nil {
 					h.rep.problem("throughput %s (sshd=%v): %v", dir, viaSSHD, err)
 					mibs = math.NaN()
 					use = cpuUse{-1, -1, -1, -1}
+					o = opsUse{unknownOps, unknownOps, unknownOps}
 				}
 				res[dir][btoi(viaSSHD)] = append(res[dir][btoi(viaSSHD)], mibs)
 				cpu[dir][btoi(viaSSHD)] = append(cpu[dir][btoi(viaSSHD)], use)
+				ops[dir][btoi(viaSSHD)] = append(ops[dir][btoi(viaSSHD)], o)
 			}
 		}
 		progress("  run %d: %s %.0f/%.0f MiB/s, %s %.0f/%.0f MiB/s (bastion/sshd)", run+1,
@@ -178,6 +183,10 @@ func (h *harness) measureThroughput(ctx context.Context, p *tputPaths, label str
 	h.details["throughput "+label+" CPU seconds per GiB (median of runs)"] = map[string]map[string]cpuUse{
 		down: {"bastion": medianUse(cpu[down][0]), "sshd": medianUse(cpu[down][1])},
 		up:   {"bastion": medianUse(cpu[up][0]), "sshd": medianUse(cpu[up][1])},
+	}
+	h.details["throughput "+label+" system calls and context switches per MiB (median of runs)"] = map[string]map[string]opsUse{
+		down: {"bastion": medianOps(ops[down][0]), "sshd": medianOps(ops[down][1])},
+		up:   {"bastion": medianOps(ops[up][0]), "sshd": medianOps(ops[up][1])},
 	}
 	return res
 }
@@ -204,6 +213,39 @@ func medianUse(us []cpuUse) cpuUse {
 	}
 }
 
+// unknownOps stands for counts a failed transfer did not give.
+var unknownOps = procOps{-1, -1, -1, -1}
+
+// medianOps is the median of each count of each part of us, leaving out
+// the unknown (-1) ones.
+func medianOps(us []opsUse) opsUse {
+	m := func(part func(opsUse) procOps) procOps {
+		count := func(f func(procOps) float64) float64 {
+			var xs []float64
+			for _, u := range us {
+				if v := f(part(u)); v >= 0 {
+					xs = append(xs, v)
+				}
+			}
+			if x := median(xs); !math.IsNaN(x) {
+				return round1(x)
+			}
+			return -1
+		}
+		return procOps{
+			Reads:       count(func(p procOps) float64 { return p.Reads }),
+			Writes:      count(func(p procOps) float64 { return p.Writes }),
+			Blocked:     count(func(p procOps) float64 { return p.Blocked }),
+			Preemptions: count(func(p procOps) float64 { return p.Preemptions }),
+		}
+	}
+	return opsUse{
+		Client:  m(func(o opsUse) procOps { return o.Client }),
+		Server:  m(func(o opsUse) procOps { return o.Server }),
+		Harness: m(func(o opsUse) procOps { return o.Harness }),
+	}
+}
+
 // profileThroughput takes a CPU profile of the bastion over one more
 // transfer each way (not counted in the figures), one profile per
 // direction: the two directions' paths through the bastion differ.
@@ -214,7 +256,7 @@ func (h *harness) profileThroughput(ctx context.Context, p *tputPaths, label str
 		file := h.profilePath("cpu-" + shortCipher(label) + "-" + fileDir(dir) + ".pb.gz")
 		ok := h.profileCPU(file, secs, "transfer "+dir, func() error {
 			time.Sleep(300 * time.Millisecond)
-			_, _, err := h.transfer(ctx, p, false, dir, h.size)
+			_, _, _, err := h.transfer(ctx, p, false, dir, h.size)
 			return err
 		})
 		if !ok {
