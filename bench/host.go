@@ -227,12 +227,17 @@ type procOps struct {
 	Preemptions float64 `json:"involuntary_switches"`
 }
 
-// treeOps is procOps summed over process root and its descendants, and
-// over all their threads; false if root is gone.
+// treeOps is processOps of process root and its descendants; false if
+// root is gone.
 func treeOps(root int) (procOps, bool) {
 	tree := procTree(root)
+	return processOps(tree...), tree != nil
+}
+
+// processOps is procOps summed over processes pids and all their threads.
+func processOps(pids ...int) procOps {
 	var o procOps
-	for _, pid := range tree {
+	for _, pid := range pids {
 		for k, v := range procFields(fmt.Sprintf("/proc/%d/io", pid)) {
 			switch k {
 			case "syscr":
@@ -253,7 +258,7 @@ func treeOps(root int) (procOps, bool) {
 			}
 		}
 	}
-	return o, tree != nil
+	return o
 }
 
 // procFields reads the "name: number" lines of a /proc file; nil if it
@@ -309,10 +314,10 @@ func (m *cpuMeter) read() (cpuUse, opsUse) {
 		c = math.NaN()
 	}
 	use := cpuUse{Client: c, Server: treeCPUSeconds(m.server), Harness: h, Machine: busySeconds()}
-	var ops opsUse
-	ops.Client, _ = treeOps(m.client)
+	// The server's processes as for its CPU time; not the harness's
+	// descendants, which are the bastion, sshd and the ssh clients.
+	ops := opsUse{Client: processOps(m.client), Harness: processOps(os.Getpid())}
 	ops.Server, _ = treeOps(m.server)
-	ops.Harness, _ = treeOps(os.Getpid())
 	return use, ops
 }
 

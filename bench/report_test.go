@@ -155,13 +155,11 @@ func TestProcessCPU(t *testing.T) {
 	}
 }
 
-// TestProcessOps: a process tree's system calls and context switches
-// count what this process does, and a pid that does not exist has none.
+// TestProcessOps: a process's system calls and context switches count
+// what it does, a process tree's include its root's, and a pid that does
+// not exist has none.
 func TestProcessOps(t *testing.T) {
-	before, ok := treeOps(os.Getpid())
-	if !ok {
-		t.Fatal("treeOps of this process: gone")
-	}
+	before := processOps(os.Getpid())
 	r, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -174,12 +172,15 @@ func TestProcessOps(t *testing.T) {
 		r.Read(buf)
 	}
 	time.Sleep(20 * time.Millisecond) // a thread that sleeps blocks
-	after, _ := treeOps(os.Getpid())
+	after := processOps(os.Getpid())
 	if after.Reads-before.Reads < 100 || after.Writes-before.Writes < 100 {
 		t.Errorf("100 reads and writes counted as %v and %v", after.Reads-before.Reads, after.Writes-before.Writes)
 	}
 	if after.Blocked <= before.Blocked {
 		t.Errorf("voluntary context switches went from %v to %v across a sleep", before.Blocked, after.Blocked)
+	}
+	if tree, ok := treeOps(os.Getpid()); !ok || tree.Reads < after.Reads {
+		t.Errorf("tree of this process: %+v, %v; the process itself: %+v", tree, ok, after)
 	}
 	if _, ok := treeOps(1 << 30); ok {
 		t.Error("treeOps of a pid that does not exist: found")
