@@ -199,15 +199,14 @@ func procTree(root int) []int {
 	return tree
 }
 
-// treeCPUSeconds is the CPU time of process root and all its descendants,
-// in seconds; NaN if root is gone.
-func treeCPUSeconds(root int) float64 {
-	tree := procTree(root)
-	if tree == nil {
+// processesCPUSeconds is the CPU time of processes pids (a procTree), in
+// seconds; NaN if there are none (the tree's root is gone).
+func processesCPUSeconds(pids []int) float64 {
+	if pids == nil {
 		return math.NaN()
 	}
 	var sum float64
-	for _, pid := range tree {
+	for _, pid := range pids {
 		if _, s, err := procStat(pid); err == nil {
 			sum += s
 		}
@@ -225,13 +224,6 @@ type procOps struct {
 	Writes      float64 `json:"write_calls"`
 	Blocked     float64 `json:"voluntary_switches"`
 	Preemptions float64 `json:"involuntary_switches"`
-}
-
-// treeOps is processOps of process root and its descendants; false if
-// root is gone.
-func treeOps(root int) (procOps, bool) {
-	tree := procTree(root)
-	return processOps(tree...), tree != nil
 }
 
 // processOps is procOps summed over processes pids and all their threads.
@@ -313,11 +305,12 @@ func (m *cpuMeter) read() (cpuUse, opsUse) {
 	if err != nil {
 		c = math.NaN()
 	}
-	use := cpuUse{Client: c, Server: treeCPUSeconds(m.server), Harness: h, Machine: busySeconds()}
-	// The server's processes as for its CPU time; not the harness's
-	// descendants, which are the bastion, sshd and the ssh clients.
-	ops := opsUse{Client: processOps(m.client), Harness: processOps(os.Getpid())}
-	ops.Server, _ = treeOps(m.server)
+	// The server is a tree (sshd and what it forks); the client and the
+	// harness are single processes: the harness's descendants are the
+	// bastion, sshd and the ssh clients.
+	server := procTree(m.server)
+	use := cpuUse{Client: c, Server: processesCPUSeconds(server), Harness: h, Machine: busySeconds()}
+	ops := opsUse{Client: processOps(m.client), Server: processOps(server...), Harness: processOps(os.Getpid())}
 	return use, ops
 }
 

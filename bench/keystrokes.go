@@ -235,32 +235,25 @@ func (h *harness) runKeystrokes(ctx context.Context) {
 	var quiet []float64      // added, in the runs with a quiet host (quietSteal)
 	var allB, allD []float64 // every run's samples
 	for run := range h.runs {
-		var ds, bs []float64
-		var dl, bl int
-		var directSteal, bastionSteal float64
-		var hd0, hd1, hb0, hb1, cpu0, cpu1 float64
-		var v0, v1 debugVars
+		var d, b typingWindow
+		var bastionUse map[string]any // what the bastion did in its window
 		typeDirect := func() (err error) {
-			dsteal := startSteal()
-			hd0, _ = procCPUSeconds(os.Getpid())
-			ds, dl, err = typeFor(direct, h.typeWindow)
-			hd1, _ = procCPUSeconds(os.Getpid())
-			directSteal = round1(dsteal.pct())
-			if err != nil {
+			if d, err = h.timeTyping(direct); err != nil {
 				return fmt.Errorf("direct: %w", err)
 			}
 			return nil
 		}
 		typeBastion := func() (err error) {
-			v0, _ = h.bastion.vars()
-			cpu0, _ = h.bastion.cpuSeconds()
-			bsteal := startSteal()
-			hb0, _ = procCPUSeconds(os.Getpid())
-			bs, bl, err = typeFor(viaBastion, h.typeWindow)
-			hb1, _ = procCPUSeconds(os.Getpid())
-			bastionSteal = round1(bsteal.pct())
-			v1, _ = h.bastion.vars()
-			cpu1, _ = h.bastion.cpuSeconds()
+			v0, _ := h.bastion.vars()
+			cpu0, _ := h.bastion.cpuSeconds()
+			b, err = h.timeTyping(viaBastion)
+			v1, _ := h.bastion.vars()
+			cpu1, _ := h.bastion.cpuSeconds()
+			bastionUse = map[string]any{
+				"cpu_seconds": cpu1 - cpu0, "gcs": v1.Memstats.NumGC - v0.Memstats.NumGC,
+				"gc_pause_ms":    float64(v1.Memstats.PauseTotalNs-v0.Memstats.PauseTotalNs) / 1e6,
+				"heap_inuse_mib": float64(v1.Memstats.HeapInuse) / (1 << 20), "goroutines": v1.Goroutines,
+			}
 			if err != nil {
 				return fmt.Errorf("bastion: %w", err)
 			}
@@ -279,27 +272,24 @@ func (h *harness) runKeystrokes(ctx context.Context) {
 		// What the bastion did in its window: the tail is worth reading
 		// next to its CPU use and garbage collections.
 		h.details[fmt.Sprintf("keystrokes run %d", run+1)] = map[string]any{
-			"bastion": tail(bs), "direct": tail(ds),
-			"steal_pct": map[string]float64{"bastion_window": bastionSteal, "direct_window": directSteal},
+			"bastion": tail(b.samples), "direct": tail(d.samples),
+			"steal_pct": map[string]float64{"bastion_window": b.steal, "direct_window": d.steal},
 			// The harness is the SSH client and the pool: its CPU competes
 			// with the bastion's for the same cores.
-			"harness_cpu_seconds": map[string]float64{"bastion_window": round3(hb1 - hb0), "direct_window": round3(hd1 - hd0)},
-			"bastion_window": map[string]any{
-				"cpu_seconds": cpu1 - cpu0, "gcs": v1.Memstats.NumGC - v0.Memstats.NumGC,
-				"gc_pause_ms":    float64(v1.Memstats.PauseTotalNs-v0.Memstats.PauseTotalNs) / 1e6,
-				"heap_inuse_mib": float64(v1.Memstats.HeapInuse) / (1 << 20), "goroutines": v1.Goroutines,
-			},
+			"harness_cpu_seconds": map[string]float64{"bastion_window": b.harnessCPU, "direct_window": d.harnessCPU},
+			"bastion_window":      bastionUse,
 		}
+		bs, ds := b.samples, d.samples
 		b50, b99 = append(b50, percentile(bs, 50)), append(b99, percentile(bs, 99))
 		d50, d99 = append(d50, percentile(ds, 50)), append(d99, percentile(ds, 99))
 		added = append(added, b99[run]-d99[run])
-		if bastionSteal >= 0 && directSteal >= 0 && max(bastionSteal, directSteal) < quietSteal {
+		if b.steal >= 0 && d.steal >= 0 && max(b.steal, d.steal) < quietSteal {
 			quiet = append(quiet, added[run])
 		}
 		allB, allD = append(allB, bs...), append(allD, ds...)
-		lost = append(lost, float64(bl))
+		lost = append(lost, float64(b.lost))
 		progress("  run %d: p50 %.2f/%.2f ms, p99 %.2f/%.2f ms (bastion/direct), %d+%d samples, %d+%d lost, steal %.0f%%/%.0f%%",
-			run+1, b50[run], d50[run], b99[run], d99[run], len(bs), len(ds), bl, dl, bastionSteal, directSteal)
+			run+1, b50[run], d50[run], b99[run], d99[run], len(bs), len(ds), b.lost, d.lost, b.steal, d.steal)
 	}
 	p50 := figure(section, fmt.Sprintf("p50, %d sessions", n), "ms", b50, d50)
 	p99 := figure(section, fmt.Sprintf("p99, %d sessions", n), "ms", b99, d99)
@@ -316,6 +306,24 @@ func (h *harness) runKeystrokes(ctx context.Context) {
 		figure(section, "keys never echoed via the bastion", "", lost, nil).
 			check("0", medianPtr(lost), func(x float64) bool { return x == 0 }),
 	)
+}
+
+// typingWindow is what one path's typing window of a keystroke run gave.
+type typingWindow struct {
+	samples    []float64 // round trips in ms
+	lost       int       // keys never echoed
+	steal      float64   // CPU steal in the window, in percent (-1 if unknown)
+	harnessCPU float64   // CPU seconds the harness used in the window
+}
+
+// timeTyping has sessions type for h.typeWindow (typeFor) and says what
+// the window gave.
+func (h *harness) timeTyping(sessions []*echoSession) (typingWindow, error) {
+	steal := startSteal()
+	cpu0, _ := procCPUSeconds(os.Getpid())
+	samples, lost, err := typeFor(sessions, h.typeWindow)
+	cpu1, _ := procCPUSeconds(os.Getpid())
+	return typingWindow{samples: samples, lost: lost, steal: round1(steal.pct()), harnessCPU: round3(cpu1 - cpu0)}, err
 }
 
 // quietSteal is the CPU steal, in percent, under which a keystroke run's

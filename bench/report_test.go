@@ -144,10 +144,10 @@ func TestProcessCPU(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tree := treeCPUSeconds(os.Getpid()); math.IsNaN(tree) || tree < self {
+	if tree := processesCPUSeconds(procTree(os.Getpid())); math.IsNaN(tree) || tree < self {
 		t.Errorf("tree of this process: %v s, itself %v s", tree, self)
 	}
-	if tree := treeCPUSeconds(1 << 30); !math.IsNaN(tree) {
+	if tree := processesCPUSeconds(procTree(1 << 30)); !math.IsNaN(tree) {
 		t.Errorf("tree of a pid that does not exist: %v, want NaN", tree)
 	}
 	if b := busySeconds(); math.IsNaN(b) || b <= 0 {
@@ -179,11 +179,11 @@ func TestProcessOps(t *testing.T) {
 	if after.Blocked <= before.Blocked {
 		t.Errorf("voluntary context switches went from %v to %v across a sleep", before.Blocked, after.Blocked)
 	}
-	if tree, ok := treeOps(os.Getpid()); !ok || tree.Reads < after.Reads {
-		t.Errorf("tree of this process: %+v, %v; the process itself: %+v", tree, ok, after)
+	if tree := processOps(procTree(os.Getpid())...); tree.Reads < after.Reads {
+		t.Errorf("tree of this process: %+v; the process itself: %+v", tree, after)
 	}
-	if _, ok := treeOps(1 << 30); ok {
-		t.Error("treeOps of a pid that does not exist: found")
+	if tree := procTree(1 << 30); tree != nil {
+		t.Errorf("tree of a pid that does not exist: %v", tree)
 	}
 	// A failed transfer's unknown counts are left out of the medians.
 	m := medianOps([]opsUse{

@@ -191,20 +191,24 @@ func (h *harness) measureThroughput(ctx context.Context, p *tputPaths, label str
 	return res
 }
 
+// medianKnown is the median of f over us, leaving out the values that
+// are unknown (-1), rounded with round; -1 if none is known.
+func medianKnown[T any](us []T, f func(T) float64, round func(float64) float64) float64 {
+	var xs []float64
+	for _, u := range us {
+		if v := f(u); v >= 0 {
+			xs = append(xs, v)
+		}
+	}
+	if m := median(xs); !math.IsNaN(m) {
+		return round(m)
+	}
+	return -1
+}
+
 // medianUse is the median of each part of us.
 func medianUse(us []cpuUse) cpuUse {
-	part := func(f func(cpuUse) float64) float64 {
-		var xs []float64
-		for _, u := range us {
-			if v := f(u); v >= 0 {
-				xs = append(xs, v)
-			}
-		}
-		if m := median(xs); !math.IsNaN(m) {
-			return round3(m)
-		}
-		return -1
-	}
+	part := func(f func(cpuUse) float64) float64 { return medianKnown(us, f, round3) }
 	return cpuUse{
 		Client:  part(func(u cpuUse) float64 { return u.Client }),
 		Server:  part(func(u cpuUse) float64 { return u.Server }),
@@ -216,21 +220,11 @@ func medianUse(us []cpuUse) cpuUse {
 // unknownOps stands for counts a failed transfer did not give.
 var unknownOps = procOps{-1, -1, -1, -1}
 
-// medianOps is the median of each count of each part of us, leaving out
-// the unknown (-1) ones.
+// medianOps is the median of each count of each part of us.
 func medianOps(us []opsUse) opsUse {
 	m := func(part func(opsUse) procOps) procOps {
 		count := func(f func(procOps) float64) float64 {
-			var xs []float64
-			for _, u := range us {
-				if v := f(part(u)); v >= 0 {
-					xs = append(xs, v)
-				}
-			}
-			if x := median(xs); !math.IsNaN(x) {
-				return round1(x)
-			}
-			return -1
+			return medianKnown(us, func(u opsUse) float64 { return f(part(u)) }, round1)
 		}
 		return procOps{
 			Reads:       count(func(p procOps) float64 { return p.Reads }),
