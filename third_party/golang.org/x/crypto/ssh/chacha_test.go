@@ -48,8 +48,7 @@ func asmPaths(t *testing.T, f func(t *testing.T)) {
 	saved := useAVX512
 	defer func() { useAVX512 = saved }()
 	for _, on := range []bool{false, true} {
-		name := map[bool]string{false: "avx2", true: "avx512"}[on]
-		t.Run(name, func(t *testing.T) {
+		t.Run(pathName(on), func(t *testing.T) {
 			if on && !saved {
 				t.Skip("this CPU has no AVX-512F, so chacha16 and poly8Blocks cannot run")
 			}
@@ -57,6 +56,28 @@ func asmPaths(t *testing.T, f func(t *testing.T)) {
 			f(t)
 		})
 	}
+}
+
+// benchPaths runs f as a sub-benchmark for each path asmPaths checks.
+func benchPaths(b *testing.B, f func(b *testing.B)) {
+	saved := useAVX512
+	defer func() { useAVX512 = saved }()
+	for _, on := range []bool{false, true} {
+		if on && !saved {
+			continue
+		}
+		b.Run(pathName(on), func(b *testing.B) {
+			useAVX512 = on
+			f(b)
+		})
+	}
+}
+
+func pathName(avx512 bool) string {
+	if avx512 {
+		return "avx512"
+	}
+	return "avx2"
 }
 
 func TestChachaXORMatchesPackage(t *testing.T) {
@@ -191,17 +212,11 @@ func (zeroReader) Read(p []byte) (int, error) {
 // as the cipher uses it, on each path: a keystroke, a small packet and a
 // full 32 KiB channel data packet.
 func BenchmarkChachaXOR(b *testing.B) {
-	saved := useAVX512
-	defer func() { useAVX512 = saved }()
 	var key [32]byte
-	for _, on := range []bool{false, true} {
-		if on && !saved {
-			continue
-		}
-		useAVX512 = on
+	benchPaths(b, func(b *testing.B) {
 		for _, n := range []int{48, 1040, 32784} {
 			buf := make([]byte, n)
-			b.Run(fmt.Sprintf("%s/%d", map[bool]string{false: "avx2", true: "avx512"}[on], n), func(b *testing.B) {
+			b.Run(fmt.Sprint(n), func(b *testing.B) {
 				b.SetBytes(int64(n))
 				b.ReportAllocs()
 				for b.Loop() {
@@ -209,24 +224,18 @@ func BenchmarkChachaXOR(b *testing.B) {
 				}
 			})
 		}
-	}
+	})
 }
 
 // BenchmarkPoly1305: the MAC of one packet on each path: a keystroke, a
 // small packet and a full 32 KiB channel data packet (with its length).
 func BenchmarkPoly1305(b *testing.B) {
-	saved := useAVX512
-	defer func() { useAVX512 = saved }()
 	var key [32]byte
 	var tag [16]byte
-	for _, on := range []bool{false, true} {
-		if on && !saved {
-			continue
-		}
-		useAVX512 = on
+	benchPaths(b, func(b *testing.B) {
 		for _, n := range []int{48, 1044, 4100, 32788} {
 			msg := make([]byte, n)
-			b.Run(fmt.Sprintf("%s/%d", map[bool]string{false: "avx2", true: "avx512"}[on], n), func(b *testing.B) {
+			b.Run(fmt.Sprint(n), func(b *testing.B) {
 				b.SetBytes(int64(n))
 				b.ReportAllocs()
 				for b.Loop() {
@@ -234,7 +243,7 @@ func BenchmarkPoly1305(b *testing.B) {
 				}
 			})
 		}
-	}
+	})
 }
 
 // BenchmarkChachaPacket: one 32 KiB channel data packet through the whole
@@ -242,19 +251,12 @@ func BenchmarkPoly1305(b *testing.B) {
 // console output and opened in a pooled buffer as it reads a client's
 // data.
 func BenchmarkChachaPacket(b *testing.B) {
-	saved := useAVX512
-	defer func() { useAVX512 = saved }()
 	key := bytes.Repeat([]byte{9}, 64)
 	payload := make([]byte, 32768+9) // a channel data packet's payload
-	for _, on := range []bool{false, true} {
-		if on && !saved {
-			continue
-		}
-		useAVX512 = on
-		path := map[bool]string{false: "avx2", true: "avx512"}[on]
+	benchPaths(b, func(b *testing.B) {
 		w, _ := newChaCha20Cipher(key, nil, nil, DirectionAlgorithms{})
 		rd, _ := newChaCha20Cipher(key, nil, nil, DirectionAlgorithms{})
-		b.Run(path+"/seal", func(b *testing.B) {
+		b.Run("seal", func(b *testing.B) {
 			b.SetBytes(int64(len(payload)))
 			b.ReportAllocs()
 			for b.Loop() {
@@ -265,7 +267,7 @@ func BenchmarkChachaPacket(b *testing.B) {
 		})
 		sealed, _ := w.(sealCipher).sealPacket(1, zeroReader{}, payload)
 		sealed = bytes.Clone(sealed)
-		b.Run(path+"/open", func(b *testing.B) {
+		b.Run("open", func(b *testing.B) {
 			b.SetBytes(int64(len(payload)))
 			b.ReportAllocs()
 			var rb readBuffer
@@ -279,5 +281,5 @@ func BenchmarkChachaPacket(b *testing.B) {
 				packetPool.Put(rb.pooled)
 			}
 		})
-	}
+	})
 }
