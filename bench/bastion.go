@@ -75,11 +75,11 @@ var crashRE = regexp.MustCompile(`(?m)^(panic: |fatal error: |unexpected fault a
 // the Go runtime's crash report on (which goes on to every goroutine's
 // stack after a fatal error), else the end.
 func crashLines(log string) string {
-	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
 	if loc := crashRE.FindStringIndex(log); loc != nil {
-		lines = strings.Split(strings.TrimRight(log[loc[0]:], "\n"), "\n")
+		lines := strings.Split(strings.TrimRight(log[loc[0]:], "\n"), "\n")
 		return strings.Join(lines[:min(len(lines), logTailLines)], "\n")
 	}
+	lines := strings.Split(strings.TrimRight(log, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-logTailLines):], "\n")
 }
 
