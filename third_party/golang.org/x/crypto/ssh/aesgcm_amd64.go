@@ -23,8 +23,9 @@ import (
 
 // useVAES says whether newGCMCipher may use vaesGCM; the tests and
 // benchmarks turn it off to compare it with crypto/cipher's GCM.
-var useVAES = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
-	cpu.X86.HasAVX512VAES && cpu.X86.HasAVX512VPCLMULQDQ &&
+// (x/sys/cpu reports AVX-512 only where the OS saves its registers.)
+var useVAES = cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW &&
+	cpu.X86.HasAVX512VAES && cpu.X86.HasAVX512VPCLMULQDQ && cpu.X86.HasAVX2 &&
 	cpu.X86.HasAES && cpu.X86.HasPCLMULQDQ && cpu.X86.HasBMI2
 
 // expandKeyVAES writes the AES encryption key schedule of key (16 bytes
@@ -55,8 +56,9 @@ func ghashVAES(htab *[32][16]byte, acc *[16]byte, data []byte)
 type vaesGCM struct {
 	rk     [15][16]byte // the key schedule
 	rounds int
-	// htab holds H^16 to H^1, then sixteen zero blocks: ghashVAES reads
-	// the powers for a tail of r blocks at htab[16-r:][:16].
+	// htab holds H^16 to H^1, then sixteen blocks that keep in bounds
+	// ghashVAES's read of the powers for a tail of r blocks,
+	// htab[16-r:][:16] (it multiplies the blocks past r by zero).
 	htab [32][16]byte
 }
 
@@ -104,7 +106,7 @@ func (g *vaesGCM) Seal(dst, nonce, plaintext, additionalData []byte) []byte {
 	}
 	var ctr, tagMask [16]byte
 	g.start(&ctr, &tagMask, nonce)
-	ctrVAES(&g.rk, g.rounds, &ctr, out, plaintext)
+	g.ctr(&ctr, out, plaintext)
 	g.tag(out[len(plaintext):], &tagMask, additionalData, out[:len(plaintext)])
 	return ret
 }
@@ -130,7 +132,7 @@ func (g *vaesGCM) Open(dst, nonce, ciphertext, additionalData []byte) ([]byte, e
 		clear(out) // as crypto/cipher does
 		return nil, errGCMOpen
 	}
-	ctrVAES(&g.rk, g.rounds, &ctr, out, ciphertext)
+	g.ctr(&ctr, out, ciphertext)
 	return ret, nil
 }
 
@@ -140,8 +142,16 @@ func (g *vaesGCM) start(ctr, tagMask *[16]byte, nonce []byte) {
 	copy(ctr[:], nonce)
 	ctr[15] = 1
 	var zero [16]byte
-	ctrVAES(&g.rk, g.rounds, ctr, tagMask[:], zero[:])
+	g.ctr(ctr, tagMask[:], zero[:])
 	ctr[15] = 2
+}
+
+// ctr XORs src into dst with the keystream from counter block *ctr on.
+func (g *vaesGCM) ctr(ctr *[16]byte, dst, src []byte) {
+	if len(dst) < len(src) {
+		panic("ssh: AES-CTR output shorter than its input") // the assembly writes len(src) bytes
+	}
+	ctrVAES(&g.rk, g.rounds, ctr, dst, src)
 }
 
 // tag writes the tag of additionalData and ciphertext to t.

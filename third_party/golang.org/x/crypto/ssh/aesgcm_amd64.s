@@ -480,9 +480,10 @@ ghashLoop:
 	JAE       ghashLoop
 
 ghashTail:
-	// r < 16 blocks left, the last maybe in part: masked loads fill the
+	// Under 256 bytes left, r <= 16 blocks, the last maybe in part:
+	// masked loads fill the
 	// rest of the sixteen with zeros, and the powers start at H^r
-	// (htab[16-r]; the zeros after H^1 meet the missing blocks).
+	// (htab[16-r]; what follows H^1 multiplies those zeros).
 	TESTQ      CX, CX
 	JZ         ghashDone
 	LEAQ       15(CX), DX

@@ -17,32 +17,34 @@ import (
 // only (GCM's inc32), across the wrap from 2^32-1 to 0, against one
 // crypto/aes block at a time.
 func TestVAESCounterWrap(t *testing.T) {
-	key := make([]byte, 16)
-	rand.Read(key)
-	v, _ := vaesPairKey(t, key)
-	g := v.(*vaesGCM)
-	b, _ := aes.NewCipher(key)
-	for _, n := range []int{16, 100, 256, 1000, 4100} {
-		for _, start := range []uint32{0xffffffff, 0xfffffff0, 0xffffff00} {
-			var ctr [16]byte
-			rand.Read(ctr[:12])
-			binary.BigEndian.PutUint32(ctr[12:], start)
-			src := make([]byte, n)
-			rand.Read(src)
-			got := make([]byte, n)
-			ctrVAES(&g.rk, g.rounds, &ctr, got, src)
-			want := make([]byte, n)
-			block := ctr
-			var ks [16]byte
-			for i := 0; i < n; i += 16 {
-				b.Encrypt(ks[:], block[:])
-				for j := i; j < min(i+16, n); j++ {
-					want[j] = src[j] ^ ks[j-i]
+	for _, size := range []int{16, 32} {
+		key := make([]byte, size)
+		rand.Read(key)
+		v, _ := vaesPairKey(t, key)
+		g := v.(*vaesGCM)
+		b, _ := aes.NewCipher(key)
+		for _, n := range []int{16, 100, 256, 1000, 4100} {
+			for _, start := range []uint32{0xffffffff, 0xfffffff0, 0xffffff00} {
+				var ctr [16]byte
+				rand.Read(ctr[:12])
+				binary.BigEndian.PutUint32(ctr[12:], start)
+				src := make([]byte, n)
+				rand.Read(src)
+				got := make([]byte, n)
+				ctrVAES(&g.rk, g.rounds, &ctr, got, src)
+				want := make([]byte, n)
+				block := ctr
+				var ks [16]byte
+				for i := 0; i < n; i += 16 {
+					b.Encrypt(ks[:], block[:])
+					for j := i; j < min(i+16, n); j++ {
+						want[j] = src[j] ^ ks[j-i]
+					}
+					binary.BigEndian.PutUint32(block[12:], binary.BigEndian.Uint32(block[12:])+1)
 				}
-				binary.BigEndian.PutUint32(block[12:], binary.BigEndian.Uint32(block[12:])+1)
-			}
-			if !bytes.Equal(got, want) {
-				t.Fatalf("%d bytes from counter %#x: keystream differs from crypto/aes's", n, start)
+				if !bytes.Equal(got, want) {
+					t.Fatalf("AES-%d, %d bytes from counter %#x: keystream differs from crypto/aes's", size*8, n, start)
+				}
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"crypto/cipher"
 	"crypto/rand"
 	"fmt"
+	mathrand "math/rand/v2"
 	"testing"
 )
 
@@ -56,7 +57,7 @@ func TestVAESGCMSeal(t *testing.T) {
 		t.Run(fmt.Sprintf("AES-%d", size*8), func(t *testing.T) {
 			v, ref := vaesPair(t, size)
 			nonce := make([]byte, 12)
-			for _, aadLen := range []int{0, 4, 15, 16, 17, 255, 256, 300} {
+			for _, aadLen := range []int{0, 4, 15, 16, 17, 255, 256, 300, 512, 1000} {
 				aad := make([]byte, aadLen)
 				rand.Read(aad)
 				for _, n := range gcmLengths() {
@@ -86,6 +87,65 @@ func TestVAESGCMSeal(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestVAESGCMRandom compares vaesGCM with crypto/cipher's GCM on random
+// keys, lengths and buffer alignments.
+func TestVAESGCMRandom(t *testing.T) {
+	rng := mathrand.New(mathrand.NewPCG(1, 2))
+	mem := make([]byte, 64+6000+16)
+	for i := range 2000 {
+		size := 16 * (1 + i%2)
+		v, ref := vaesPair(t, size)
+		n, aadLen, off := rng.IntN(5000), rng.IntN(600), rng.IntN(64)
+		nonce, aad := make([]byte, 12), make([]byte, aadLen)
+		rand.Read(nonce)
+		rand.Read(aad)
+		buf := mem[off : off+n+gcmTagSize]
+		rand.Read(buf[:n])
+		plain := bytes.Clone(buf[:n])
+		want := ref.Seal(nil, nonce, plain, aad)
+		if got := v.Seal(buf[:0], nonce, buf[:n], aad); !bytes.Equal(got, want) {
+			t.Fatalf("AES-%d, plaintext %d, aad %d, offset %d: Seal differs", size*8, n, aadLen, off)
+		}
+		if got, err := v.Open(buf[:0], nonce, buf, aad); err != nil || !bytes.Equal(got, plain) {
+			t.Fatalf("AES-%d, plaintext %d, aad %d, offset %d: Open: %v", size*8, n, aadLen, off, err)
+		}
+	}
+}
+
+// TestVAESGCMAPI checks what vaesGCM shares with crypto/cipher's GCM
+// besides its output: the result lies in dst when dst has just the room,
+// and a wrong nonce size or an overlap of input and output panics.
+func TestVAESGCMAPI(t *testing.T) {
+	v, _ := vaesPair(t, 16)
+	nonce := make([]byte, 12)
+	for _, n := range []int{0, 1, 100, 1000} {
+		buf := make([]byte, n, n+gcmTagSize)
+		sealed := v.Seal(buf[:0], nonce, buf, nil)
+		if &sealed[0] != &buf[:1][0] {
+			t.Errorf("%d bytes: Seal with room for the tag did not seal in place", n)
+		}
+		opened, err := v.Open(sealed[:0], nonce, sealed, nil)
+		if err != nil || len(opened) != n || (n > 0 && &opened[0] != &buf[0]) {
+			t.Errorf("%d bytes: Open in place: %v", n, err)
+		}
+	}
+	panics := func(what string, f func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("%s did not panic", what)
+			}
+		}()
+		f()
+	}
+	buf := make([]byte, 100)
+	panics("Seal with an 8-byte nonce", func() { v.Seal(nil, make([]byte, 8), buf, nil) })
+	panics("Open with a 16-byte nonce", func() { v.Open(nil, make([]byte, 16), buf, nil) })
+	panics("Seal into its input shifted", func() { v.Seal(buf[1:1], nonce, buf[:50], nil) })
+	sealed := v.Seal(nil, nonce, buf[:50], nil)
+	panics("Open into its input shifted", func() { v.Open(sealed[1:1], nonce, sealed, nil) })
 }
 
 // TestVAESGCMKnown checks the test vectors of the GCM specification (test
@@ -125,7 +185,13 @@ func TestVAESGCMKnown(t *testing.T) {
 // of its ciphertext, tag or additional data changed, or too short, and
 // leaves no plaintext behind.
 func TestVAESGCMOpenFails(t *testing.T) {
-	v, _ := vaesPair(t, 16)
+	for _, size := range []int{16, 32} {
+		t.Run(fmt.Sprintf("AES-%d", size*8), func(t *testing.T) { testVAESGCMOpenFails(t, size) })
+	}
+}
+
+func testVAESGCMOpenFails(t *testing.T, size int) {
+	v, _ := vaesPair(t, size)
 	nonce := make([]byte, 12)
 	aad := []byte{0, 0, 1, 0}
 	for _, n := range []int{0, 1, 16, 100, 1000} {
