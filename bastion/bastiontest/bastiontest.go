@@ -278,13 +278,16 @@ func (b *Bastion) Dial(t testing.TB, user string) *gossh.Client {
 	return c
 }
 
-// Events reads the audit log.
+// Events reads the audit log's complete lines. A line without its newline
+// is one the bastion is still appending: a read(2) may see part of a
+// write(2) to the same file, and that part is left for the next call.
 func (b *Bastion) Events(t testing.TB) []bastion.Event {
 	t.Helper()
 	data, err := os.ReadFile(b.AuditPath)
 	if err != nil {
 		t.Fatal(err)
 	}
+	data = data[:bytes.LastIndexByte(data, '\n')+1]
 	var evs []bastion.Event
 	sc := bufio.NewScanner(bytes.NewReader(data))
 	for sc.Scan() {
