@@ -247,7 +247,7 @@ func BenchmarkGCMPacket(b *testing.B) {
 			blk, _ := aes.NewCipher(key)
 			aead, _ = cipher.NewGCM(blk)
 		}
-		for _, n := range []int{64, 1024, 32768} {
+		for _, n := range []int{32, 64, 128, 256, 512, 1024, 32768} {
 			buf := make([]byte, n+gcmTagSize)
 			nonce := make([]byte, 12)
 			aad := make([]byte, 4)
