@@ -9,7 +9,6 @@ import (
 	"crypto/aes"
 	"crypto/rand"
 	"encoding/binary"
-	"syscall"
 	"testing"
 )
 
@@ -56,18 +55,10 @@ func TestVAESCounterWrap(t *testing.T) {
 func TestVAESBounds(t *testing.T) {
 	v, _ := vaesPair(t, 16)
 	g := v.(*vaesGCM)
-	page := syscall.Getpagesize()
-	mem, err := syscall.Mmap(-1, 0, 3*page, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
-	if err != nil {
-		t.Skipf("mmap: %v", err)
-	}
-	defer syscall.Munmap(mem)
-	if err := syscall.Mprotect(mem[2*page:], syscall.PROT_NONE); err != nil {
-		t.Skipf("mprotect: %v", err)
-	}
-	end := 2 * page
+	mem := beforeUnmappedPage(t)
+	end := len(mem)
 	var ctr, acc [16]byte
-	for n := 0; n <= page+300; n++ {
+	for n := 0; n <= end/2+300; n++ {
 		b := mem[end-n : end : end]
 		ctrVAES(&g.rk, g.rounds, &ctr, b, b)
 		ghashVAES(&g.htab, &acc, b)
