@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"os"
+	"runtime/metrics"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -277,7 +278,9 @@ func (h *harness) runKeystrokes(ctx context.Context) {
 			// The harness is the SSH client and the pool: its CPU competes
 			// with the bastion's for the same cores.
 			"harness_cpu_seconds": map[string]float64{"bastion_window": b.harnessCPU, "direct_window": d.harnessCPU},
-			"bastion_window":      bastionUse,
+			// A collection in the harness would stall both paths' clients.
+			"harness_gcs":    map[string]uint32{"bastion_window": b.harnessGCs, "direct_window": d.harnessGCs},
+			"bastion_window": bastionUse,
 		}
 		bs, ds := b.samples, d.samples
 		b50, b99 = append(b50, percentile(bs, 50)), append(b99, percentile(bs, 99))
@@ -314,6 +317,7 @@ type typingWindow struct {
 	lost       int       // keys never echoed
 	steal      float64   // CPU steal in the window, in percent (-1 if unknown)
 	harnessCPU float64   // CPU seconds the harness used in the window
+	harnessGCs uint32    // the harness's garbage collections in the window
 }
 
 // timeTyping has sessions type for h.typeWindow (typeFor) and says what
@@ -321,9 +325,19 @@ type typingWindow struct {
 func (h *harness) timeTyping(sessions []*echoSession) (typingWindow, error) {
 	steal := startSteal()
 	cpu0, _ := procCPUSeconds(os.Getpid())
+	gcs0 := numGC()
 	samples, lost, err := typeFor(sessions, h.typeWindow)
 	cpu1, _ := procCPUSeconds(os.Getpid())
-	return typingWindow{samples: samples, lost: lost, steal: round1(steal.pct()), harnessCPU: round3(cpu1 - cpu0)}, err
+	return typingWindow{samples: samples, lost: lost, steal: round1(steal.pct()), harnessCPU: round3(cpu1 - cpu0),
+		harnessGCs: numGC() - gcs0}, err
+}
+
+// numGC is how many garbage collections this process has finished
+// (runtime/metrics, which, unlike ReadMemStats, does not stop the world).
+func numGC() uint32 {
+	s := []metrics.Sample{{Name: "/gc/cycles/total:gc-cycles"}}
+	metrics.Read(s)
+	return uint32(s[0].Value.Uint64())
 }
 
 // quietSteal is the CPU steal, in percent, under which a keystroke run's
