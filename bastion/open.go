@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strings"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -243,7 +244,14 @@ func (s *Server) dialDenial(ctx context.Context, pool Pool, vm xapi.VM, p xapi.P
 		d.msg, d.reason = "the console host's TLS certificate is not trusted", "tls mismatch"
 		s.poolError(ctx, pool.Name(), "console host certificate refused", err)
 		return d
-	case ctx.Err() != nil:
+	case s.base.Err() != nil:
+		d.msg, d.reason = beginFailure(errShutdown), EndShutdown
+	case errors.Is(ctx.Err(), context.Canceled):
+		// Not the open's deadline: the client's connection went (as
+		// endReason takes any other end of a session's context).
+		d.msg, d.reason = "the connection closed", EndDisconnected
+	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
+		// The open's deadline, or the pool client's own (xapi's Timeout).
 		d.msg, d.reason = "the pool did not answer in time", "timeout"
 	default:
 		d.msg, d.reason = "the console could not be opened", "console unavailable"

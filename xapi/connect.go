@@ -250,11 +250,15 @@ func (c *Client) connect(ctx context.Context, tc *tls.Conn, u *url.URL, session 
 // request sends CONNECT for the console at u over tc and returns the
 // function that reads the reply. Either closes tc on failure.
 func (c *Client) request(ctx context.Context, tc *tls.Conn, u *url.URL, session string) (func() (*consoleConn, error), error) {
-	// The deadline covers the request and the reply header.
+	// The deadline covers the request and the reply header, and so does
+	// ctx: a caller that gives up (its client left, the bastion shuts
+	// down) does not wait out the timeout for a host that never answers.
 	if d, ok := ctx.Deadline(); ok {
 		tc.SetDeadline(d)
 	}
+	stop := context.AfterFunc(ctx, func() { tc.SetDeadline(expired) })
 	fail := func(err error) error {
+		stop()
 		tc.Close()
 		return withContextErr(ctx, err)
 	}
@@ -272,6 +276,11 @@ func (c *Client) request(ctx context.Context, tc *tls.Conn, u *url.URL, session 
 				return nil, fail(fmt.Errorf("%w: %w", errUnauthorised, err))
 			}
 			return nil, fail(err)
+		}
+		if !stop() {
+			// ctx ended as the reply came, and may have expired the
+			// deadline: the caller has given up.
+			return nil, fail(ctx.Err())
 		}
 		tc.SetDeadline(noDeadline)
 		cc := &consoleConn{Conn: tc}
@@ -372,7 +381,7 @@ func truncate(s string, n int) string {
 
 var noDeadline time.Time
 
-// expired is a read deadline already past.
+// expired is a deadline already past.
 var expired = time.Unix(1, 0)
 
 // fillAfter is the smallest read after which Read looks for more records

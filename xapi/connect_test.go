@@ -1,6 +1,8 @@
 package xapi
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -112,5 +114,42 @@ func TestConsoleReadDoesNotWaitForMore(t *testing.T) {
 	}
 	for got := 0; got < 100; {
 		got += readWithin(t, conn, buf[got:])
+	}
+}
+
+// TestConnectGivesUpWhenCancelled: a host that takes the CONNECT and never
+// answers holds a dial only until its context ends (the SSH client left,
+// the bastion shuts down), not for the whole Timeout; over a fresh
+// connection and over a spare one (ConnectNow).
+func TestConnectGivesUpWhenCancelled(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, xapitest.Options{})
+	c := newClient(t, p, func(cfg *Config) { cfg.Timeout = 30 * time.Second })
+	vm := findVM(t, c, "web-1")
+	p.SetHoldConnects(true)
+	for _, how := range []string{"fresh connection", "spare connection"} {
+		ctx, cancel := context.WithCancel(t.Context())
+		time.AfterFunc(100*time.Millisecond, cancel)
+		start := time.Now()
+		var err error
+		if how == "fresh connection" {
+			_, err = c.DialConsole(ctx, vm, RFB)
+		} else {
+			p.SetHoldConnects(false)
+			readBanner(t, dial(t, c, vm, RFB)) // leaves a spare behind
+			waitSpare(t, c, p.Host(0).Address())
+			p.SetHoldConnects(true)
+			f := c.ConnectNow(ctx, vm, RFB)
+			if f == nil {
+				t.Fatal("ConnectNow returned nil with a spare waiting")
+			}
+			_, err = f()
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("%s: the dial went on for %v after its context was cancelled", how, took.Round(time.Millisecond))
+		}
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("%s: %v, want context.Canceled", how, err)
+		}
 	}
 }

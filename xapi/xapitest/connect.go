@@ -103,6 +103,13 @@ func writeLimitExceeded(w io.Writer, req *request, users []string) {
 // proxies the console until either side closes.
 func (h *Host) serveConnect(c *tls.Conn, br *bufio.Reader, req *request, log *slog.Logger) {
 	p := h.pool
+	p.mu.Lock()
+	hold := p.holdConnects
+	p.mu.Unlock()
+	if hold {
+		_, _ = io.Copy(io.Discard, br) // until the client closes
+		return
+	}
 	// xapi picks the handler whose path is the longest prefix of the
 	// request's; /console is the only CONNECT handler here.
 	if !strings.HasPrefix(req.path, "/console") {

@@ -44,7 +44,8 @@
 //
 // Fault switches change the pool under a running client:
 // [Pool.ExpireSessions], [Pool.MoveMaster], [Pool.PowerOff],
-// [Pool.PowerOn], [Pool.SetConsoleLimit] and [Pool.SetEmptyLocationHost].
+// [Pool.PowerOn], [Pool.SetConsoleLimit], [Pool.SetEmptyLocationHost] and
+// [Pool.SetHoldConnects].
 // Counters ([Pool.Logins], [Pool.Calls], [Pool.CallCount],
 // [Pool.ActiveConsoles], [Pool.Sessions]) let tests check what a client
 // did.

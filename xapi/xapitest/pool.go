@@ -93,6 +93,7 @@ type Pool struct {
 	consoleByRef  map[string]*console      // every current console by ref
 	consoleUsers  map[string][]consoleUser // VM ref -> open console connections, tracked even with the limit off
 	limitConsoles bool                     // pool.limit_console_sessions
+	holdConnects  bool                     // CONNECTs are never answered (SetHoldConnects)
 	refLocations  bool                     // guest console locations use ?ref= (after a master change)
 	nextDomid     int64
 	logins        int

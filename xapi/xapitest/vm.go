@@ -437,6 +437,15 @@ func (p *Pool) SetConsoleLimit(on bool) {
 	p.mu.Unlock()
 }
 
+// SetHoldConnects makes the hosts hang on console CONNECTs, as a stuck
+// xapi does: while on, a CONNECT is read and never answered, and its
+// connection stays open until the client closes it (or the pool closes).
+func (p *Pool) SetHoldConnects(on bool) {
+	p.mu.Lock()
+	p.holdConnects = on
+	p.mu.Unlock()
+}
+
 // ExpireSessions makes every session invalid, as a session timeout or an
 // xapi restart does: calls with them get SESSION_INVALID and CONNECTs 401.
 // Open console connections go on.

@@ -1,0 +1,93 @@
+package bastion_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/xenbastion/xenbastion/bastion"
+	"github.com/xenbastion/xenbastion/bastion/bastiontest"
+)
+
+// TestHungConnect: the console host takes the CONNECT and never answers
+// (a stuck xapi), after console.start is written. The open ends as soon as
+// the client leaves or the bastion shuts down, not at the pool client's
+// timeout (10 s here), and console.end says which; at the open's own
+// deadline it ends as a timeout, and the user is told so.
+func TestHungConnect(t *testing.T) {
+	t.Parallel()
+	start := func(t *testing.T, configure func(*bastion.Server)) *bastiontest.Bastion {
+		b := bastiontest.Start(t, bastiontest.Options{Configure: configure})
+		b.Sim.SetHoldConnects(true)
+		return b
+	}
+	// openForward asks for a forward to web-1 and waits for its
+	// console.start.
+	openForward := func(t *testing.T, b *bastiontest.Bastion) *gossh.Client {
+		c := b.Dial(t, "alice")
+		go func() {
+			if conn, err := c.Dial("tcp", "web-1:5900"); err == nil {
+				conn.Close()
+			}
+		}()
+		b.WaitEvent(t, func(ev bastion.Event) bool { return ev.Event == bastion.EventConsoleStart })
+		return c
+	}
+	consoleEnd := func(ev bastion.Event) bool { return ev.Event == bastion.EventConsoleEnd }
+
+	t.Run("client leaves", func(t *testing.T) {
+		t.Parallel()
+		b := start(t, nil)
+		c := openForward(t, b)
+		left := time.Now()
+		c.Close()
+		ev := b.WaitEvent(t, consoleEnd)
+		if took := time.Since(left); took > 5*time.Second {
+			t.Errorf("console.end came %v after the client left", took.Round(time.Millisecond))
+		}
+		if ev.Reason != bastion.EndDisconnected {
+			t.Errorf("console.end reason %q, want %q", ev.Reason, bastion.EndDisconnected)
+		}
+	})
+
+	t.Run("shutdown", func(t *testing.T) {
+		t.Parallel()
+		b := start(t, nil)
+		openForward(t, b)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b.Server.Shutdown(ctx)
+		// The caller of Shutdown closes the audit log next: the record
+		// must be in it already.
+		var end *bastion.Event
+		for _, ev := range b.Events(t) {
+			if consoleEnd(ev) {
+				end = &ev
+			}
+		}
+		switch {
+		case end == nil:
+			t.Error("Shutdown returned before console.end was written")
+		case end.Reason != bastion.EndShutdown:
+			t.Errorf("console.end reason %q, want %q", end.Reason, bastion.EndShutdown)
+		}
+	})
+
+	t.Run("timeout", func(t *testing.T) {
+		t.Parallel()
+		b := start(t, func(s *bastion.Server) { s.ConsoleTimeout = 2 * time.Second })
+		sess, err := b.Dial(t, "alice").NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := sess.CombinedOutput("console web-1")
+		if err == nil || string(out) != "xenbastion: the pool did not answer in time\n" {
+			t.Errorf("console web-1: %v, %q", err, out)
+		}
+		if ev := b.WaitEvent(t, consoleEnd); ev.Reason != "timeout" {
+			t.Errorf("console.end reason %q, want timeout", ev.Reason)
+		}
+	})
+}
