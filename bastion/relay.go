@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -340,12 +341,23 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 	}
 	cs.lastOut.Store(time.Now().UnixNano())
 
+	// contain ends the relay when one of its goroutines panics: a bug in
+	// one session's copy must neither take the process, and every other
+	// session, down with it nor skip this session's console.end.
+	contain := func(what string) {
+		if r := recover(); r != nil {
+			s.log.Error("relay panic", "session", cs.id, "copy", what, "panic", r, "stack", string(debug.Stack()))
+			finish(EndInternalError)
+		}
+	}
+
 	var wg sync.WaitGroup
 	inputDone := make(chan struct{})
 	wg.Add(3)
 	go func() { // client -> console
 		defer wg.Done()
 		defer close(inputDone)
+		defer contain("client to console")
 		err := cs.copyIn(ctx, console, in, mode)
 		switch {
 		case ctx.Err() != nil:
@@ -365,6 +377,7 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 	}()
 	go func() {
 		defer wg.Done()
+		defer contain("drain")
 		if mode == forwardMode {
 			return
 		}
@@ -381,6 +394,7 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 	// and are read at once.
 	go func() { // console -> client
 		defer wg.Done()
+		defer contain("console to client")
 		if p := cs.pending; len(p) > 0 {
 			cs.pending = nil
 			if _, err := client.Write(p); err != nil {

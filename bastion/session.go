@@ -333,7 +333,7 @@ func (ss *session) console(target string) int {
 		ss.errorf("the pool closed the console of %s", vm.Name)
 	case EndShutdown:
 		ss.errorf("the bastion is shutting down; console of %s closed", vm.Name)
-	case EndIdle, EndMaxDuration, EndRevoked:
+	case EndIdle, EndMaxDuration, EndRevoked, EndInternalError:
 		ss.errorf("console of %s closed: %s", vm.Name, reason)
 	}
 	return exitError
