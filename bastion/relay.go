@@ -125,15 +125,14 @@ type inPlaceWriter interface {
 	WriteInPlace(buf []byte) (int, error)
 }
 
-// sendFrom writes the n bytes read into buf to w, in place where w can.
-// It overwrites them.
-func sendFrom(w io.Writer, buf *copyBuffer, n int) error {
+// sendFrom writes the n bytes read into buf to w, in place where w can,
+// and returns how many were sent, some even when it fails (the channel's
+// window had room for only part). It overwrites them.
+func sendFrom(w io.Writer, buf *copyBuffer, n int) (int, error) {
 	if iw, ok := w.(inPlaceWriter); ok {
-		_, err := iw.WriteInPlace(buf.room()[:headroom+n])
-		return err
+		return iw.WriteInPlace(buf.room()[:headroom+n])
 	}
-	_, err := w.Write(buf.bytes()[:n])
-	return err
+	return w.Write(buf.bytes()[:n])
 }
 
 // ctxReader reads the client's input; ReadContext returns when ctx is done
@@ -397,11 +396,12 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 		defer contain("console to client")
 		if p := cs.pending; len(p) > 0 {
 			cs.pending = nil
-			if _, err := client.Write(p); err != nil {
+			m, err := client.Write(p)
+			cs.bytesOut.Add(int64(m))
+			if err != nil {
 				finish(EndClientClosed)
 				return
 			}
-			cs.bytesOut.Add(int64(len(p)))
 		}
 		buf := new(copyBuffer)
 		defer buf.release()
@@ -412,11 +412,12 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 				t := time.Now().UnixNano()
 				cs.lastOut.Store(t)
 				cs.lastActive.Store(t)
-				if werr := sendFrom(client, buf, n); werr != nil {
+				m, werr := sendFrom(client, buf, n)
+				cs.bytesOut.Add(int64(m))
+				if werr != nil {
 					finish(EndClientClosed)
 					return
 				}
-				cs.bytesOut.Add(int64(n))
 			}
 			buf.used(n)
 			if rerr != nil {
@@ -517,10 +518,11 @@ func (cs *consoleSession) copyIn(ctx context.Context, console io.Writer, in ctxR
 				}
 			}
 			if len(p) > 0 {
-				if _, werr := console.Write(p); werr != nil {
+				m, werr := console.Write(p)
+				cs.bytesIn.Add(int64(m))
+				if werr != nil {
 					return werr
 				}
-				cs.bytesIn.Add(int64(len(p)))
 				cs.lastActive.Store(time.Now().UnixNano())
 			}
 			if detach {

@@ -10,6 +10,7 @@ import (
 	"github.com/xenbastion/xenbastion/bastion"
 	"github.com/xenbastion/xenbastion/bastion/bastiontest"
 	"github.com/xenbastion/xenbastion/xapi"
+	"github.com/xenbastion/xenbastion/xapi/xapitest"
 )
 
 // panicPool's consoles panic when read, as a bug anywhere on the
@@ -62,5 +63,33 @@ func TestRelayPanic(t *testing.T) {
 	}
 	if _, err := other.Read(make([]byte, 64)); err != nil {
 		t.Errorf("the other console after the panic: %v", err)
+	}
+}
+
+// TestBytesOutCountsPartialWrite: the VM streams while the client reads
+// nothing, so the bastion sends exactly the channel's window (2 MiB,
+// x/crypto's) and blocks in a write that has sent part of its data; the
+// client then closes. console.end counts every byte the client was sent.
+func TestBytesOutCountsPartialWrite(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{})
+	b.Sim.AddVM(xapitest.VMSpec{Name: "bulk", Backend: xapitest.BenchBackend})
+	conn, err := b.Dial(t, "alice").Dial("tcp", "bulk:5900")
+	if err != nil {
+		t.Fatal(err)
+	}
+	banner := make([]byte, len(xapitest.BenchBanner))
+	if _, err := io.ReadFull(conn, banner); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.WriteString(conn, "S 8388608\n"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second) // the window fills (in milliseconds); nothing is read
+	conn.Close()
+	ev := b.WaitEvent(t, func(ev bastion.Event) bool { return ev.Event == bastion.EventConsoleEnd })
+	const window = 2 << 20 // the banner included
+	if *ev.BytesOut != window {
+		t.Errorf("bytes_out = %d, want %d: the window the client was sent", *ev.BytesOut, window)
 	}
 }
