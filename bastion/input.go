@@ -8,18 +8,33 @@ import "context"
 // can give up (a console ends, and the prompt reads the next line) without
 // losing what was typed.
 type input struct {
-	ctx context.Context // ends Read: the session's, or the server's shutdown
-	ch  ctxReader
+	ctx  context.Context // ends Read: the session's, or the server's shutdown
+	ch   ctxReader
+	back []byte // given back by unread: read before the channel
 }
 
 // ReadContext reads what was typed, waiting until there is some, the input
 // ends, or ctx is done.
 func (in *input) ReadContext(ctx context.Context, p []byte) (int, error) {
+	if len(in.back) > 0 {
+		n := copy(p, in.back)
+		in.back = in.back[n:]
+		return n, nil
+	}
 	return in.ch.ReadContext(ctx, p)
+}
+
+// unreader is an input that can take back bytes read but not used.
+type unreader interface{ unread(p []byte) }
+
+// unread gives p back: the next reads return it first (what was typed
+// after Ctrl-] in the same packet goes to the prompt). It copies p.
+func (in *input) unread(p []byte) {
+	in.back = append(append([]byte(nil), p...), in.back...)
 }
 
 // Read implements io.Reader for the prompt's line editor; it gives up
 // when the input's context ends.
 func (in *input) Read(p []byte) (int, error) {
-	return in.ch.ReadContext(in.ctx, p)
+	return in.ReadContext(in.ctx, p)
 }

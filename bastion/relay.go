@@ -526,6 +526,10 @@ func (cs *consoleSession) copyIn(ctx context.Context, console io.Writer, in ctxR
 				cs.lastActive.Store(time.Now().UnixNano())
 			}
 			if detach {
+				// What came after the escape key is the prompt's.
+				if u, ok := in.(unreader); ok {
+					u.unread(buf.bytes()[len(p)+1 : n])
+				}
 				return errDetach
 			}
 		}
