@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"math"
 	"net"
 	"runtime/debug"
 	"sync"
@@ -317,14 +318,16 @@ func (cs *consoleSession) relay(client io.Writer, in ctxReader, console net.Conn
 	now := time.Now()
 	cs.lastActive.Store(now.UnixNano())
 	if d := s.limits.IdleTimeout; d > 0 {
+		// Started with the timer assigned, since the function resets it.
 		var idle *time.Timer
-		idle = time.AfterFunc(d, func() {
+		idle = time.AfterFunc(math.MaxInt64, func() {
 			if since := time.Since(time.Unix(0, cs.lastActive.Load())); since < d {
 				idle.Reset(d - since)
 				return
 			}
 			cancel(errIdle)
 		})
+		idle.Reset(d)
 		defer idle.Stop()
 	}
 	if d := s.limits.MaxSessionDuration; d > 0 {
