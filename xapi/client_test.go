@@ -1705,3 +1705,16 @@ func TestTLS12Memo(t *testing.T) {
 		})
 	}
 }
+
+// TestErrorHidesSessionRef: SESSION_INVALID's parameter is the session
+// reference; an error's text, which logs show, leaves it out.
+func TestErrorHidesSessionRef(t *testing.T) {
+	err := &Error{Code: CodeSessionInvalid, Params: []string{"OpaqueRef:0c2ae800-5a2d-4e0b-9d0f-8f3f0c6e1a11"}}
+	if msg := err.Error(); strings.Contains(msg, "OpaqueRef") || msg != "xapi: SESSION_INVALID" {
+		t.Errorf("Error() = %q", msg)
+	}
+	other := &Error{Code: CodeHandleInvalid, Params: []string{"VM", "OpaqueRef:x"}}
+	if msg := other.Error(); msg != "xapi: HANDLE_INVALID: VM, OpaqueRef:x" {
+		t.Errorf("Error() = %q: other codes keep their parameters", msg)
+	}
+}

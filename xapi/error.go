@@ -23,8 +23,11 @@ type Error struct {
 	Params []string
 }
 
+// Error gives the code and the parameters, except SESSION_INVALID's: its
+// one parameter is the session reference, a credential that logs must not
+// show (expired or not).
 func (e *Error) Error() string {
-	if len(e.Params) == 0 {
+	if len(e.Params) == 0 || e.Code == CodeSessionInvalid {
 		return "xapi: " + e.Code
 	}
 	return "xapi: " + e.Code + ": " + strings.Join(e.Params, ", ")
