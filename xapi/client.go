@@ -68,6 +68,12 @@ type Client struct {
 	tls    *tls.Config // the base of every connection's configuration; see tlsConfigFor
 	known  *KnownHosts // with TrustOnFirstUse, else nil
 
+	// home is the base URL of the configured host, where the client looks
+	// for the master again when the one it followed stops answering (a
+	// failover may have made another host master; HOST_IS_SLAVE from a
+	// live host names it, a dead master names nothing).
+	home string
+
 	// mu guards master, session and pending.
 	mu      sync.Mutex
 	master  string // base URL of the pool master (or of the configured host until HOST_IS_SLAVE says otherwise)
@@ -132,6 +138,7 @@ func NewClient(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:    cfg,
 		log:    cfg.Logger.With("pool", cfg.Name),
+		home:   "https://" + u.Host,
 		master: "https://" + u.Host,
 		tls:    base,
 		known:  known,
@@ -241,7 +248,7 @@ func rpc[T any](ctx context.Context, c *Client, base, method string, out *T, arg
 // argument. It logs in when there is no session, logs in again once on
 // SESSION_INVALID, and follows HOST_IS_SLAVE to the master.
 func call[T any](ctx context.Context, c *Client, method string, out *T, args ...any) error {
-	retried := false
+	retried, wentHome := false, false
 	for hops := 0; ; {
 		session, master, err := c.sessionRef(ctx)
 		if err != nil {
@@ -256,6 +263,11 @@ func call[T any](ctx context.Context, c *Client, method string, out *T, args ...
 			c.log.Info("xapi session expired, logging in again")
 			c.dropSession(session)
 			retried = true
+			continue
+		case !wentHome && silent(ctx, err) && c.leaveMaster(master, session, err):
+			// Every call here reads; one that reached the host before
+			// the failure is safe to make again.
+			wentHome = true
 			continue
 		case errors.As(err, &xe) && xe.Code == CodeHostIsSlave && len(xe.Params) > 0 && hops < maxMasterHops:
 			hops++
@@ -319,17 +331,25 @@ func (c *Client) sessionRef(ctx context.Context) (session, master string, err er
 	}
 }
 
-// login logs in at the current master, following HOST_IS_SLAVE.
+// login logs in at the current master, following HOST_IS_SLAVE, and from
+// the configured host if that master does not answer.
 func (c *Client) login(ctx context.Context) (session, master string, err error) {
 	master = c.Master()
-	for hops := 0; ; hops++ {
+	wentHome := false
+	for hops := 0; ; {
 		err = rpc(ctx, c, master, "session.login_with_password", &session,
 			c.cfg.Username, c.cfg.Password, "1.1", "xenbastion")
 		var xe *Error
 		if errors.As(err, &xe) && xe.Code == CodeHostIsSlave && len(xe.Params) > 0 && hops < maxMasterHops {
+			hops++
 			next := hostURL(xe.Params[0])
 			c.log.Info("following HOST_IS_SLAVE to the pool master", "from", master, "master", next)
 			master = next
+			continue
+		}
+		if !wentHome && master != c.home && silent(ctx, err) {
+			c.log.Warn("the pool master does not answer; looking for it from the configured host", "master", master, "host", c.home, "err", err)
+			master, wentHome = c.home, true
 			continue
 		}
 		if err != nil {
@@ -350,6 +370,36 @@ func (c *Client) dropSession(session string) {
 		c.session = ""
 	}
 	c.mu.Unlock()
+}
+
+// silent says whether err, from a call that ctx did not end, is the host
+// not answering (no connection, no reply, or not an XML-RPC one) rather
+// than xapi's answer.
+func silent(ctx context.Context, err error) bool {
+	var xe *Error
+	return err != nil && !errors.As(err, &xe) && ctx.Err() == nil
+}
+
+// leaveMaster is for a master that did not answer (err): unless it is the
+// configured host, the next login starts from the configured host, and
+// session is dropped. It says whether a call should log in and try again.
+func (c *Client) leaveMaster(master, session string, err error) bool {
+	if master == c.home {
+		return false
+	}
+	c.mu.Lock()
+	moved := c.master == master // else another caller has moved it
+	if moved {
+		c.master = c.home
+	}
+	if c.session == session {
+		c.session = ""
+	}
+	c.mu.Unlock()
+	if moved {
+		c.log.Warn("the pool master does not answer; looking for it from the configured host", "master", master, "host", c.home, "err", err)
+	}
+	return true
 }
 
 // moveMaster records that the master is at addr, if the master is still from.

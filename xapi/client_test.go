@@ -22,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -1703,6 +1704,41 @@ func TestTLS12Memo(t *testing.T) {
 				t.Errorf("highest versions offered: %#x, want %#x", offered, want)
 			}
 		})
+	}
+}
+
+// TestMasterFailover: the client is configured with a member (host 1) and
+// follows HOST_IS_SLAVE to the master (host 0). Host 0 then dies and HA
+// makes host 1 master. A dead master names no new one, so the client
+// looks for it again from its configured host, and calls go on working.
+func TestMasterFailover(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, xapitest.Options{})
+	c := newClient(t, p, withURL(p.Host(1).URL()))
+	var down atomic.Bool
+	dead := p.Host(0).Address()
+	c.dialer.Control = func(_, address string, _ syscall.RawConn) error {
+		if down.Load() && address == dead {
+			return errors.New("host 0 is down")
+		}
+		return nil
+	}
+	findVM(t, c, "web-1") // logs in at host 0, via HOST_IS_SLAVE from host 1
+	if got, want := c.Master(), p.Host(0).URL(); got != want {
+		t.Fatalf("Master() = %s, want host 0 (%s)", got, want)
+	}
+
+	down.Store(true)
+	must(t, p.MoveMaster(1))
+	p.ExpireSessions()            // the new master does not know the old one's sessions
+	c.http.CloseIdleConnections() // nor do the dead host's connections survive it
+	logins := p.Logins()
+	findVM(t, c, "web-2")
+	if got, want := c.Master(), p.Host(1).URL(); got != want {
+		t.Errorf("Master() = %s after the failover, want host 1 (%s)", got, want)
+	}
+	if got := p.Logins() - logins; got != 1 {
+		t.Errorf("%d logins after the failover, want 1", got)
 	}
 }
 
