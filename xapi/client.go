@@ -74,10 +74,11 @@ type Client struct {
 	// live host names it, a dead master names nothing).
 	home string
 
-	// mu guards master, session and pending.
+	// mu guards master, session, pending and closes.
 	mu      sync.Mutex
 	master  string // base URL of the pool master (or of the configured host until HOST_IS_SLAVE says otherwise)
 	session string // session ref, "" when logged out
+	closes  int    // calls to Close: a login under way at one logs out when it ends
 	// pending is the login under way, if any: callers that find no
 	// session wait for it instead of each logging in (a failed login
 	// costs xapi's 5 s delay and may count towards a lock-out).
@@ -95,6 +96,9 @@ type Client struct {
 	// to 1.3 is offered 1.2 until then or until the process restarts.
 	tls12 sync.Map
 }
+
+// errClosed is what the callers of a login that Close overtook get.
+var errClosed = errors.New("xapi: client closed during login")
 
 // login is one login attempt that several callers may wait for.
 type login struct {
@@ -308,11 +312,16 @@ func (c *Client) sessionRef(ctx context.Context) (session, master string, err er
 	if l == nil {
 		l = &login{done: make(chan struct{})}
 		c.pending = l
+		closes := c.closes
 		// The login outlives a caller that gives up: the others may
 		// still want it.
 		go func() {
 			s, m, err := c.login(context.WithoutCancel(ctx))
 			c.mu.Lock()
+			closed := c.closes != closes && err == nil
+			if closed {
+				err = errClosed
+			}
 			l.session, l.master, l.err = s, m, err
 			if err == nil {
 				c.session, c.master = s, m
@@ -320,6 +329,12 @@ func (c *Client) sessionRef(ctx context.Context) (session, master string, err er
 			c.pending = nil
 			c.mu.Unlock()
 			close(l.done)
+			if closed {
+				// Close ran meanwhile and logged out what it found:
+				// this session too, or the pool keeps it.
+				var void struct{}
+				_ = rpc(context.Background(), c, m, "session.logout", &void, s)
+			}
 		}()
 	}
 	c.mu.Unlock()
@@ -420,11 +435,14 @@ func (c *Client) Login(ctx context.Context) error {
 	return err
 }
 
-// Close logs out, if logged in, and closes idle connections.
+// Close logs out, if logged in, and closes idle connections. A login under
+// way logs out when it ends (its callers get an error); a later call logs
+// in again.
 func (c *Client) Close(ctx context.Context) error {
 	c.mu.Lock()
 	session, master := c.session, c.master
 	c.session = ""
+	c.closes++
 	c.mu.Unlock()
 	var err error
 	if session != "" {

@@ -1742,6 +1742,44 @@ func TestMasterFailover(t *testing.T) {
 	}
 }
 
+// TestCloseDuringLogin: a login under way when Close runs logs its session
+// out when it ends, so that the pool keeps none; its callers get an error.
+func TestCloseDuringLogin(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, xapitest.Options{})
+	c := newClient(t, p)
+	dialling := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	c.dialer.Control = func(string, string, syscall.RawConn) error {
+		once.Do(func() { close(dialling); <-release })
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Login(context.Background()) }()
+	<-dialling
+	if err := c.Close(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-done; err == nil {
+		t.Error("the login that Close overtook succeeded")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for p.Sessions() != 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := p.Sessions(); n != 0 || c.hasSession() {
+		t.Errorf("after Close: the pool has %d sessions, the client has one: %v", n, c.hasSession())
+	}
+}
+
+func (c *Client) hasSession() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.session != ""
+}
+
 // TestErrorHidesSessionRef: SESSION_INVALID's parameter is the session
 // reference; an error's text, which logs show, leaves it out.
 func TestErrorHidesSessionRef(t *testing.T) {
