@@ -321,6 +321,13 @@ func (s *Server) authConfig(st *connState) *gossh.ServerConfig {
 			ev := st.event(EventAuthSuccess)
 			s.audit(ev, false)
 			s.log.Info("authenticated", "conn", st.id, "user", ev.User, "remote", ev.RemoteAddr, "key", ev.KeyFingerprint)
+			// A reload since the key was checked looked for it among the
+			// authenticated connections, which this has only now joined:
+			// check it against the policy in force.
+			if !s.currentPolicy().accepts(st, time.Now()) {
+				s.log.Info("reload revokes a connection", "conn", st.id, "user", ev.User)
+				st.conn.Close()
+			}
 		},
 	}
 }

@@ -169,3 +169,46 @@ func TestDeadlineLoginRace(t *testing.T) {
 		t.Fatalf("deadlines set on the connection: %v: the handshake deadline stayed after the login", dc.set)
 	}
 }
+
+// TestReloadBetweenVerifyAndLogin: a reload that revokes a key lands after
+// x/crypto verified the key (with the old policy) but before the login
+// completes (AuthLogCallback). SetPolicy looks through the authenticated
+// connections, which this one has not joined yet; the login itself must
+// then close it.
+func TestReloadBetweenVerifyAndLogin(t *testing.T) {
+	key := pubKey(t)
+	set := keys.NewKeySet([]keys.AuthorizedKey{{Key: key}})
+	users := []User{{Name: "alice", Keys: set, Allow: []Rule{{Pattern: "*"}}}}
+	p1, err := NewPolicy(users, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl, err := keys.ParseRevocationList(gossh.MarshalAuthorizedKey(key), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := NewPolicy(users, nil, WithRevoked(rl))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Policy: p1}
+	s.init()
+	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
+	st := &connState{id: "c", remote: remote.String()}
+	st.conn = &trackedConn{Conn: fakeNetConn{remote}, srv: s, st: st}
+	cfg := s.authConfig(st)
+	meta := fakeConnMeta{"alice", remote}
+
+	if _, err := cfg.VerifiedPublicKeyCallback(meta, key, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	s.SetPolicy(p2) // kill -HUP with the key revoked
+	cfg.AuthLogCallback(meta, "publickey", nil)
+
+	s.count.mu.Lock()
+	_, open := s.count.conns[st.conn]
+	s.count.mu.Unlock()
+	if open {
+		t.Errorf("the connection of a key revoked by the reload stays logged in and open")
+	}
+}

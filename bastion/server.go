@@ -141,20 +141,16 @@ func (s *Server) SetPolicy(p *Policy) {
 	s.policy.Store(p)
 
 	now := time.Now()
-	accepted := func(st *connState) bool {
-		_, err := p.Authenticate(st.userName(), st.authKey(), st.conn.RemoteAddr(), now)
-		return err == nil
-	}
 	s.count.mu.Lock()
 	var ends []*consoleSession
 	for cs := range s.count.consoles {
-		if !accepted(cs.st) || !p.Decide(cs.ev.User, cs.vm, cs.proto).Allowed {
+		if !p.accepts(cs.st, now) || !p.Decide(cs.ev.User, cs.vm, cs.proto).Allowed {
 			ends = append(ends, cs)
 		}
 	}
 	var closes []*trackedConn
 	for tc := range s.count.conns {
-		if !accepted(tc.st) {
+		if !p.accepts(tc.st, now) {
 			closes = append(closes, tc)
 		}
 	}
@@ -168,6 +164,12 @@ func (s *Server) SetPolicy(p *Policy) {
 		s.log.Info("reload revokes a connection", "conn", tc.st.id, "user", tc.st.userName())
 		tc.Close()
 	}
+}
+
+// accepts says whether p lets the connection st's user log in with its key.
+func (p *Policy) accepts(st *connState, now time.Time) bool {
+	_, err := p.Authenticate(st.userName(), st.authKey(), st.conn.RemoteAddr(), now)
+	return err == nil
 }
 
 func (s *Server) currentPolicy() *Policy {
