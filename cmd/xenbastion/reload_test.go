@@ -1,10 +1,16 @@
 package main
 
 import (
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -47,5 +53,71 @@ func TestReloadOnSIGHUP(t *testing.T) {
 	waitFor(t, log, regexp.MustCompile(`(reload failed; the running configuration stays.*unknown key)`), nil)
 	if got := list(); got != "web-1 web-2" {
 		t.Errorf("after a failed reload alice sees %q, want the running configuration's web-1 web-2", got)
+	}
+}
+
+// TestReloadDuringStartup: a SIGHUP while serve is still starting (here
+// logging in to a pool that never answers; config management may reload
+// right after a restart) is taken as a reload, not as the signal's default
+// action, which ends the process. It runs serve in a child process.
+func TestReloadDuringStartup(t *testing.T) {
+	if path := os.Getenv("XENBASTION_TEST_HUP_CONFIG"); path != "" {
+		os.Exit(run([]string{"serve", "--config", path}, io.Discard, os.Stderr))
+	}
+	dir := t.TempDir()
+	// A "pool" that accepts and never answers.
+	hang, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hang.Close()
+	go func() {
+		for {
+			c, err := hang.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	l, _ := net.Listen("tcp", "127.0.0.1:0")
+	sshAddr := l.Addr().String()
+	l.Close()
+	_, line := newUserKey(t)
+	c := Config{
+		Listen: sshAddr, HostKeyFile: filepath.Join(dir, "host_key"), AuditLog: filepath.Join(dir, "audit.jsonl"),
+		Pools: []PoolConfig{{Name: "lab", URL: "https://" + hang.Addr().String(), Username: "root",
+			PasswordFile: writeFile(t, dir, "pw", "x\n"), TLS: TLSConfig{InsecureSkipVerify: true}}},
+		Users: []UserConfig{{Name: "alice", Keys: []string{line}, Allow: rulesOf("*")}},
+	}
+	path := writeConfig(t, dir, c)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestReloadDuringStartup$")
+	cmd.Env = append(os.Environ(), "XENBASTION_TEST_HUP_CONFIG="+path)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", sshAddr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("bastion never listened")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	cmd.Process.Signal(syscall.SIGHUP) // kill -HUP: reload
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		t.Errorf("the bastion exited on SIGHUP during start-up: %v", err)
+	case <-time.After(2 * time.Second):
+		// still running: the reload was taken as a reload
+		cmd.Process.Signal(syscall.SIGTERM)
+		<-done
 	}
 }

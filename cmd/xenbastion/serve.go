@@ -66,6 +66,12 @@ func loginAll(ctx context.Context, log *slog.Logger, clients []*xapi.Client) {
 // serve runs the bastion configured in the file at path until ctx is done,
 // then shuts it down.
 func serve(ctx context.Context, path string, stderr io.Writer) error {
+	// SIGHUP is taken from the start: its default action would end the
+	// process during start-up (pool logins can take a while), and a
+	// reload asked for then is done once the server runs.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	log := newLogger(stderr)
 	cfg, err := loadConfig(path)
 	if err != nil {
@@ -106,7 +112,7 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 		Audit: audit, Logger: log, Version: buildVersion(),
 		Limits: cfg.Limits.limits(), Ciphers: cfg.Ciphers,
 	}
-	stopReload := reloadOnHangup(log, path, cfg, srv)
+	stopReload := reloadOnHangup(log, hup, path, cfg, srv)
 	defer stopReload()
 	log.Info("xenbastion listening", "addr", l.Addr().String(), "host_key", keys.Fingerprint(hostKey.PublicKey()), "version", buildVersion())
 	err = serveUntilDone(ctx, log, srv, l)
@@ -121,13 +127,12 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 	return err
 }
 
-// reloadOnHangup re-reads the configuration and every key file on SIGHUP
-// and gives the server the new policy. A file that does not load keeps the
-// running configuration, and the log says why. Changes to pools, limits,
-// the listen address or the host key need a restart; the log says so.
-func reloadOnHangup(log *slog.Logger, path string, running *Config, srv *bastion.Server) (stop func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
+// reloadOnHangup re-reads the configuration and every key file on each
+// SIGHUP from hup and gives the server the new policy. A file that does
+// not load keeps the running configuration, and the log says why. Changes
+// to pools, limits, the listen address or the host key need a restart; the
+// log says so.
+func reloadOnHangup(log *slog.Logger, hup <-chan os.Signal, path string, running *Config, srv *bastion.Server) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		for {
@@ -139,7 +144,7 @@ func reloadOnHangup(log *slog.Logger, path string, running *Config, srv *bastion
 			}
 		}
 	}()
-	return func() { signal.Stop(hup); close(done) }
+	return func() { close(done) }
 }
 
 func reload(log *slog.Logger, path string, running *Config, srv *bastion.Server) {
