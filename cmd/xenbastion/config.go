@@ -251,8 +251,10 @@ func (c *Config) check() error {
 		switch {
 		case p.Name == "":
 			return fmt.Errorf("%s.name: required", at)
-		case strings.ContainsAny(p.Name, "/ \t"):
-			return fmt.Errorf("%s.name %q: no spaces or slashes", at, p.Name)
+		case strings.ContainsAny(p.Name, "/: \t"):
+			// A colon would make "POOL/glob" read as "uuid:", "tag:"
+			// or "host:" patterns do: a rule that matches nothing.
+			return fmt.Errorf("%s.name %q: no spaces, slashes or colons", at, p.Name)
 		case pools[p.Name]:
 			return fmt.Errorf("%s.name: pool %q listed twice", at, p.Name)
 		case p.URL == "":

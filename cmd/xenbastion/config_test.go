@@ -207,7 +207,12 @@ func TestParseConfigErrors(t *testing.T) {
 		{
 			name: "pool name with slash",
 			yaml: head + "pools:\n  - {name: a/b, url: \"https://xcp\", username: root, password_file: pw, tls: {insecure_skip_verify: true}}\n",
-			want: []string{`pools[0].name "a/b": no spaces or slashes`},
+			want: []string{`pools[0].name "a/b": no spaces, slashes or colons`},
+		},
+		{
+			name: "pool name with colon",
+			yaml: head + "pools:\n  - {name: \"eu:lab\", url: \"https://xcp\", username: root, password_file: pw, tls: {insecure_skip_verify: true}}\n",
+			want: []string{`pools[0].name "eu:lab": no spaces, slashes or colons`},
 		},
 		{
 			name: "pool without url",
