@@ -84,6 +84,7 @@ type counters struct {
 	userConns    map[string]int
 	userConsoles map[string]int
 	sources      map[netip.Addr]*source
+	swept        time.Time                    // when sources was last swept
 	conns        map[*trackedConn]struct{}    // authenticated connections, for reloads
 	consoles     map[*consoleSession]struct{} // open consoles, for reloads
 }
@@ -114,16 +115,21 @@ func (c *counters) blocked(ip netip.Addr, now time.Time) bool {
 // authFailed records a failed login from ip and reports whether it blocks
 // the source (only once per block).
 func (c *counters) authFailed(ip netip.Addr, l Limits, now time.Time) (blocks bool) {
-	if l.AuthFailuresPerMinute == 0 {
-		return false
+	if l.AuthFailuresPerMinute == 0 || l.AuthBlock == 0 {
+		return false // off: nothing would be blocked
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.sources == nil {
 		c.sources = map[netip.Addr]*source{}
 	}
-	if len(c.sources) > 4096 {
+	// A sweep walks the table under mu, which every login and console
+	// open takes: once a minute at most, however many sources fail.
+	if len(c.sources) > sweepAbove && now.Sub(c.swept) >= time.Minute {
 		c.sweep(now)
+	}
+	if len(c.sources) >= maxSources {
+		c.shed(now)
 	}
 	src := c.sources[ip]
 	if src == nil {
@@ -139,10 +145,33 @@ func (c *counters) authFailed(ip netip.Addr, l Limits, now time.Time) (blocks bo
 	return true
 }
 
+// The failed-login table is swept of sources neither blocked nor seen for
+// 10 minutes once it has sweepAbove of them. Failures from more addresses
+// than maxSources within that time (an IPv6 /64 has plenty) make it shed
+// sources that are not blocked, losing their count of failures so far.
+const (
+	sweepAbove = 4096
+	maxSources = 16 * sweepAbove
+)
+
 // sweep forgets sources that are neither blocked nor recently seen.
 func (c *counters) sweep(now time.Time) {
+	c.swept = now
 	for ip, src := range c.sources {
 		if now.After(src.blockedUntil) && now.Sub(src.lastSeen) > 10*time.Minute {
+			delete(c.sources, ip)
+		}
+	}
+}
+
+// shed forgets sources that are not blocked until the table is down to
+// sweepAbove, or only blocked ones are left.
+func (c *counters) shed(now time.Time) {
+	for ip, src := range c.sources {
+		if len(c.sources) <= sweepAbove {
+			return
+		}
+		if !now.Before(src.blockedUntil) {
 			delete(c.sources, ip)
 		}
 	}

@@ -1,0 +1,68 @@
+package bastion
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+)
+
+// TestFailedLoginTable: failures from ever more addresses (an IPv6 /64
+// has plenty) neither grow the table without bound nor make every failure
+// walk it; a blocked source stays blocked through it all.
+func TestFailedLoginTable(t *testing.T) {
+	var c counters
+	l := Limits{}.withDefaults()
+	now := time.Unix(1_800_000_000, 0)
+	addr := func(i int) netip.Addr {
+		a := netip.MustParseAddr("2001:db8::").As16()
+		a[12], a[13], a[14], a[15] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
+		return netip.AddrFrom16(a)
+	}
+	blocked := addr(0)
+	for i := 0; !c.authFailed(blocked, l, now); i++ {
+		if i > l.AuthFailuresPerMinute {
+			t.Fatalf("%d failures from one source did not block it", i)
+		}
+	}
+	largest := 0
+	for i := 1; i <= 100_000; i++ {
+		c.authFailed(addr(i), l, now)
+		largest = max(largest, len(c.sources))
+	}
+	if largest > maxSources {
+		t.Errorf("the table reached %d sources, above %d", largest, maxSources)
+	}
+	if !c.blocked(blocked, now) {
+		t.Error("the blocked source was forgotten")
+	}
+	if !c.swept.Equal(now) {
+		t.Fatalf("swept at %v, want %v", c.swept, now)
+	}
+	// Within the minute no failure sweeps again; a minute on, one does.
+	c.authFailed(addr(200_000), l, now.Add(59*time.Second))
+	if !c.swept.Equal(now) {
+		t.Errorf("swept again %v later", c.swept.Sub(now))
+	}
+	c.authFailed(addr(200_001), l, now.Add(time.Minute))
+	if !c.swept.Equal(now.Add(time.Minute)) {
+		t.Errorf("no sweep a minute on (last at %v)", c.swept)
+	}
+}
+
+// TestFailedLoginsWithBlockingOff: with auth_block off, failures past the
+// rate block nothing, and so are not reported as blocking (no auth.blocked
+// record).
+func TestFailedLoginsWithBlockingOff(t *testing.T) {
+	var c counters
+	l := Limits{AuthBlock: -1}.withDefaults()
+	ip := netip.MustParseAddr("192.0.2.7")
+	now := time.Unix(1_800_000_000, 0)
+	for i := range 3 * l.AuthFailuresPerMinute {
+		if c.authFailed(ip, l, now) {
+			t.Fatalf("failure %d reported as blocking with auth_block off", i+1)
+		}
+	}
+	if c.blocked(ip, now) {
+		t.Error("source blocked with auth_block off")
+	}
+}
