@@ -20,7 +20,7 @@ func check(path, user string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	policy, err := cfg.policy()
+	policy, err := cfg.policy(log)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -347,7 +348,7 @@ func (p PoolConfig) password() (string, error) {
 }
 
 // policy loads every user's keys and builds the access policy.
-func (c *Config) policy() (*bastion.Policy, error) {
+func (c *Config) policy(log *slog.Logger) (*bastion.Policy, error) {
 	users := make([]bastion.User, 0, len(c.Users))
 	for _, u := range c.Users {
 		var lists [][]keys.AuthorizedKey
@@ -370,7 +371,10 @@ func (c *Config) policy() (*bastion.Policy, error) {
 			n += len(ks)
 		}
 		if n == 0 && len(u.Keys)+len(u.AuthorizedKeysFile) > 0 {
-			return nil, fmt.Errorf("user %s: no keys found", u.Name)
+			// Not an error: emptying a user's key file is how their last
+			// key is revoked, and a reload that refused the file would
+			// keep that key working.
+			log.Warn("user has no keys: only a certificate from trusted_user_ca_keys, if any, logs them in", "user", u.Name, "authorized_keys_file", u.AuthorizedKeysFile)
 		}
 		users = append(users, bastion.User{Name: u.Name, Keys: keys.NewKeySet(lists...), Allow: toRules(u.Allow), Deny: toRules(u.Deny)})
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -380,7 +381,7 @@ func TestPolicy(t *testing.T) {
 		{Name: "alice", AuthorizedKeysFile: path, Keys: []string{aliceInlineLine}, Allow: rulesOf("*")},
 		{Name: "bob", Keys: []string{bobLine}, Allow: rulesOf("lab/web-*")},
 	}}
-	policy, err := c.policy()
+	policy, err := c.policy(slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,11 +456,6 @@ func TestPolicyErrors(t *testing.T) {
 			wantIs: fs.ErrNotExist,
 		},
 		{
-			name: "file without keys",
-			file: "# nobody yet\n",
-			want: []string{"user alice: no keys found"},
-		},
-		{
 			name:  "bad allow glob",
 			keys:  []string{line},
 			allow: []string{"web-["},
@@ -480,7 +476,7 @@ func TestPolicyErrors(t *testing.T) {
 				}
 			}
 			c := &Config{Users: []UserConfig{u}}
-			p, err := c.policy()
+			p, err := c.policy(slog.New(slog.DiscardHandler))
 			if err == nil {
 				t.Fatalf("policy = %+v, want an error", p)
 			}
@@ -579,4 +575,27 @@ func rulesOf(patterns ...string) []RuleConfig {
 		rs[i] = RuleConfig{Pattern: p}
 	}
 	return rs
+}
+
+// TestPolicyUserWithoutKeys: emptying a user's key file (commenting out the
+// last line) is how their last key is revoked; the policy loads, so that a
+// reload takes it, with a warning, and the key is refused.
+func TestPolicyUserWithoutKeys(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, line := newUserKey(t)
+	path := writeFile(t, dir, "alice.keys", line+"\n")
+	c := &Config{Users: []UserConfig{{Name: "alice", AuthorizedKeysFile: path, Allow: rulesOf("*")}}}
+	writeFile(t, dir, "alice.keys", "# "+line+"   (revoked: laptop stolen)\n")
+	var logged strings.Builder
+	p, err := c.policy(slog.New(slog.NewTextHandler(&logged, nil)))
+	if err != nil {
+		t.Fatalf("policy with alice's only key removed: %v", err)
+	}
+	if _, err := p.Authenticate("alice", key.PublicKey(), &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1}, time.Now()); err == nil {
+		t.Error("the removed key is still accepted")
+	}
+	if !strings.Contains(logged.String(), "user has no keys") || !strings.Contains(logged.String(), "user=alice") {
+		t.Errorf("no warning logged: %q", logged.String())
+	}
 }

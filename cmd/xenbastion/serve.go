@@ -77,7 +77,7 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	policy, err := cfg.policy()
+	policy, err := cfg.policy(log)
 	if err != nil {
 		return err
 	}
@@ -151,7 +151,7 @@ func reload(log *slog.Logger, path string, running *Config, srv *bastion.Server)
 	cfg, err := loadConfig(path)
 	if err == nil {
 		var policy *bastion.Policy
-		if policy, err = cfg.policy(); err == nil {
+		if policy, err = cfg.policy(log); err == nil {
 			if !reflect.DeepEqual(cfg.Pools, running.Pools) || cfg.Limits != running.Limits ||
 				cfg.Listen != running.Listen || cfg.HostKeyFile != running.HostKeyFile || cfg.AuditLog != running.AuditLog {
 				log.Warn("reload: changes to pools, limits, listen, host_key_file or audit_log take effect at the next restart")
