@@ -1,9 +1,11 @@
 package bastion
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/rand"
 	"net"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +13,7 @@ import (
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/xenbastion/xenbastion/keys"
+	"github.com/xenbastion/xenbastion/xapi"
 )
 
 type fakeConnMeta struct {
@@ -210,5 +213,42 @@ func TestReloadBetweenVerifyAndLogin(t *testing.T) {
 	s.count.mu.Unlock()
 	if open {
 		t.Errorf("the connection of a key revoked by the reload stays logged in and open")
+	}
+}
+
+// TestLongUserName: a configured user whose name is longer than the audit
+// record keeps of it (maxAuditTarget). The console is decided, and its slot
+// taken and given back, under the whole name, not the record's.
+func TestLongUserName(t *testing.T) {
+	name := strings.Repeat("a", 300)
+	p, err := NewPolicy([]User{{Name: name, Keys: keys.NewKeySet(), Allow: []Rule{{Pattern: "*"}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	audit, err := OpenAuditLog(filepath.Join(t.TempDir(), "audit.jsonl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer audit.Close()
+	s := &Server{Policy: p, Audit: audit}
+	s.init()
+	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
+	st := &connState{id: "c", remote: remote.String(), user: name}
+	st.conn = &trackedConn{Conn: fakeNetConn{remote}, srv: s, st: st}
+	vm := xapi.VM{Pool: "lab", Name: "web-1", UUID: "11111111-2222-3333-4444-555555555555", PowerState: "Running"}
+	if !p.Decide(name, vm, xapi.RFB).Allowed {
+		t.Fatal("policy does not allow web-1")
+	}
+	if !s.takeConsoleSlot(name) {
+		t.Fatal("no slot")
+	}
+	cs, err := s.begin(context.Background(), st, vm, xapi.RFB, "forward")
+	if err != nil {
+		t.Errorf("begin: %v (allowed user refused)", err)
+	} else {
+		cs.end("client closed")
+	}
+	if n := s.count.userConsoles[name]; n != 0 {
+		t.Errorf("console slots still counted for the user after the session: %d", n)
 	}
 }

@@ -182,7 +182,8 @@ type consoleSession struct {
 	srv   *Server
 	id    string
 	start time.Time
-	ev    Event // the console.start record, reused for console.end
+	ev    Event  // the console.start record, reused for console.end
+	user  string // the user, whole (ev.User is cut short for the record)
 	st    *connState
 	vm    xapi.VM
 	proto xapi.Protocol
@@ -207,7 +208,7 @@ type consoleSession struct {
 // the user's console slot to be taken (open does that) and gives it back
 // if it fails. If the record cannot be written the console is not relayed.
 func (s *Server) begin(ctx context.Context, st *connState, vm xapi.VM, p xapi.Protocol, via string) (*consoleSession, error) {
-	cs := &consoleSession{srv: s, id: newID(), start: time.Now(), st: st, vm: vm, proto: p}
+	cs := &consoleSession{srv: s, id: newID(), start: time.Now(), st: st, vm: vm, proto: p, user: st.userName()}
 	ev := st.event(EventConsoleStart)
 	ev.SessionID, ev.Pool, ev.VM, ev.VMUUID, ev.Protocol, ev.Via = cs.id, vm.Pool, vm.Name, vm.UUID, string(p), via
 	cs.ev = ev
@@ -225,7 +226,7 @@ func (s *Server) begin(ctx context.Context, st *connState, vm xapi.VM, p xapi.Pr
 	switch {
 	case s.isClosing():
 		err = errShutdown
-	case !s.currentPolicy().Decide(ev.User, vm, p).Allowed:
+	case !s.currentPolicy().Decide(cs.user, vm, p).Allowed:
 		err = errRevoked
 	default:
 		err = s.Audit.Write(ev, false) // open syncs it, overlapped with the dial
@@ -270,7 +271,7 @@ func (cs *consoleSession) unregister() {
 	s.count.mu.Lock()
 	delete(s.count.consoles, cs)
 	s.count.mu.Unlock()
-	s.releaseConsoleSlot(cs.ev.User)
+	s.releaseConsoleSlot(cs.user)
 }
 
 // run relays the console until it ends and writes console.end, also if

@@ -144,7 +144,7 @@ func (s *Server) SetPolicy(p *Policy) {
 	s.count.mu.Lock()
 	var ends []*consoleSession
 	for cs := range s.count.consoles {
-		if !p.accepts(cs.st, now) || !p.Decide(cs.ev.User, cs.vm, cs.proto).Allowed {
+		if !p.accepts(cs.st, now) || !p.Decide(cs.user, cs.vm, cs.proto).Allowed {
 			ends = append(ends, cs)
 		}
 	}
