@@ -3,6 +3,7 @@ package bastion_test
 import (
 	"crypto/ed25519"
 	"crypto/rand"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -162,6 +163,75 @@ func TestCertificatesAndKeyOptions(t *testing.T) {
 		os.WriteFile(b.Identity("carol")+"-cert.pub", gossh.MarshalAuthorizedKey(expired), 0o644)
 		if r := runSSH(t, b, "carol", "", nil, "list"); r.code != 255 {
 			t.Errorf("an expired certificate got in: %+v", r)
+		}
+	})
+}
+
+// TestCertificateExtensions: as with sshd, a certificate grants forwarding
+// and a terminal only with its permit-port-forwarding and permit-pty
+// extensions; without permit-pty the session goes on without a terminal.
+func TestCertificateExtensions(t *testing.T) {
+	t.Parallel()
+	ca := newSigner(t)
+	users := []bastiontest.User{{Name: "carol", Allow: []string{"*"}, NoKey: true}}
+	b := bastiontest.Start(t, bastiontest.Options{Users: users})
+	b.Server.SetPolicy(b.NewPolicy(t, users, nil, bastion.WithUserCAs(keys.NewCASet(ca.PublicKey()))))
+	login := func(t *testing.T, extensions ...string) *gossh.Client {
+		t.Helper()
+		ext := map[string]string{}
+		for _, e := range extensions {
+			ext[e] = ""
+		}
+		_, s := certify(t, ca, b.Signer("carol"), func(c *gossh.Certificate) { c.Extensions = ext })
+		c, err := dialFromErr(b, "127.0.0.1", "carol", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	forward := func(c *gossh.Client) error {
+		conn, err := c.Dial("tcp", "web-1:5900")
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		banner := make([]byte, 12)
+		_, err = io.ReadFull(conn, banner)
+		return err
+	}
+	pty := func(c *gossh.Client) error {
+		s, err := c.NewSession()
+		if err != nil {
+			return err
+		}
+		defer s.Close()
+		return s.RequestPty("xterm", 24, 80, gossh.TerminalModes{})
+	}
+
+	t.Run("with both", func(t *testing.T) {
+		c := login(t, "permit-port-forwarding", "permit-pty")
+		if err := forward(c); err != nil {
+			t.Errorf("forward: %v", err)
+		}
+		if err := pty(c); err != nil {
+			t.Errorf("pty: %v", err)
+		}
+	})
+	t.Run("with neither", func(t *testing.T) {
+		c := login(t)
+		if err := forward(c); err == nil || !strings.Contains(err.Error(), "does not permit port forwarding") {
+			t.Errorf("forward: %v, want it refused", err)
+		}
+		b.WaitEvent(t, func(ev bastion.Event) bool {
+			return ev.Event == bastion.EventConsoleDenied && ev.Reason == "certificate forbids forwarding"
+		})
+		if err := pty(c); err == nil {
+			t.Error("pty granted")
+		}
+		// Without a terminal, commands still run.
+		if out, err := newSessionOutput(t, c, "list"); err != nil || !strings.Contains(out, "web-1") {
+			t.Errorf("list: %v %q", err, out)
 		}
 	})
 }

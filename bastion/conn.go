@@ -43,6 +43,19 @@ func (st *connState) event(name string) Event {
 	return Event{Event: name, ConnID: st.id, User: truncate(st.user, maxAuditTarget), KeyFingerprint: st.key, RemoteAddr: st.remote}
 }
 
+// permits says whether the connection's login allows what the certificate
+// extension ext grants: a certificate must carry it, as sshd requires; a
+// plain key always allows it (authorized_keys options that would restrict
+// it, such as no-port-forwarding, are refused when the file is loaded).
+func (st *connState) permits(ext string) bool {
+	cert, ok := st.authKey().(*gossh.Certificate)
+	if !ok {
+		return true
+	}
+	_, ok = cert.Extensions[ext]
+	return ok
+}
+
 // authKey returns the key the connection authenticated with.
 func (st *connState) authKey() gossh.PublicKey {
 	st.mu.Lock()

@@ -45,6 +45,12 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, new
 		return
 	}
 	target := d.DestAddr
+	if !st.permits("permit-port-forwarding") {
+		dn := &denial{msg: "your certificate does not permit port forwarding", reason: "certificate forbids forwarding", code: gossh.Prohibited}
+		s.refuse(st, target, xapi.RFB, "forward", dn)
+		newChan.Reject(dn.code, dn.msg)
+		return
+	}
 	if d.DestPort != VNCPort {
 		dn := &denial{
 			msg:    fmt.Sprintf("only port %d (a VM's VNC console) is served; forward to VM:%d", VNCPort, VNCPort),

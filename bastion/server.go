@@ -114,6 +114,11 @@ func (s *Server) init() {
 			PublicKeyHandler:     s.authPublicKey,
 			ConnCallback:         s.trackConn,
 			ServerConfigCallback: s.serverConfig,
+			// A certificate without permit-pty gets no terminal, as with
+			// sshd; the session goes on without one.
+			PtyCallback: func(ctx gliderssh.Context, _ gliderssh.Pty) bool {
+				return stateOf(ctx).permits("permit-pty")
+			},
 			ChannelHandlers: map[string]gliderssh.ChannelHandler{
 				"session":      s.handleSessionChannel,
 				"direct-tcpip": s.handleDirectTCPIP,
