@@ -79,6 +79,13 @@ type Client struct {
 	master  string // base URL of the pool master (or of the configured host until HOST_IS_SLAVE says otherwise)
 	session string // session ref, "" when logged out
 	closes  int    // calls to Close: a login under way at one logs out when it ends
+	// refused is the last login's error when xapi refused the
+	// credentials; until retryAt, callers get it without a new attempt,
+	// and the wait doubles with each refusal (authBackoff).
+	refused     error
+	retryAt     time.Time
+	authBackoff time.Duration
+	now         func() time.Time // time.Now; tests move it
 	// pending is the login under way, if any: callers that find no
 	// session wait for it instead of each logging in (a failed login
 	// costs xapi's 5 s delay and may count towards a lock-out).
@@ -142,6 +149,7 @@ func NewClient(cfg Config) (*Client, error) {
 	c := &Client{
 		cfg:    cfg,
 		log:    cfg.Logger.With("pool", cfg.Name),
+		now:    time.Now,
 		home:   "https://" + u.Host,
 		master: "https://" + u.Host,
 		tls:    base,
@@ -309,6 +317,11 @@ func (c *Client) sessionRef(ctx context.Context) (session, master string, err er
 		return session, master, nil
 	}
 	l := c.pending
+	if l == nil && c.refused != nil && c.now().Before(c.retryAt) {
+		err := fmt.Errorf("%w (after the pool refused the credentials, the next login is at %s)", c.refused, c.retryAt.UTC().Format(time.TimeOnly))
+		c.mu.Unlock()
+		return "", "", err
+	}
 	if l == nil {
 		l = &login{done: make(chan struct{})}
 		c.pending = l
@@ -326,6 +339,7 @@ func (c *Client) sessionRef(ctx context.Context) (session, master string, err er
 			if err == nil {
 				c.session, c.master = s, m
 			}
+			c.noteRefusal(err)
 			c.pending = nil
 			c.mu.Unlock()
 			close(l.done)
@@ -344,6 +358,28 @@ func (c *Client) sessionRef(ctx context.Context) (session, master string, err er
 	case <-ctx.Done():
 		return "", "", ctx.Err()
 	}
+}
+
+// Backoff after the pool refuses the credentials: each login is an attempt
+// that a directory (AD, LDAP) behind xapi may count towards locking the
+// account out, and a wrong or changed password would otherwise be tried
+// again by every console open, one every 5 s (xapi's delay).
+const (
+	firstAuthBackoff = 30 * time.Second
+	maxAuthBackoff   = 5 * time.Minute
+)
+
+// noteRefusal records the outcome of a login: a refusal of the credentials
+// starts or doubles the wait before the next attempt, anything else ends
+// it. c.mu must be held.
+func (c *Client) noteRefusal(err error) {
+	if !IsCode(err, CodeSessionAuthenticationFailed) {
+		c.refused, c.authBackoff = nil, 0
+		return
+	}
+	c.authBackoff = min(max(2*c.authBackoff, firstAuthBackoff), maxAuthBackoff)
+	c.refused, c.retryAt = err, c.now().Add(c.authBackoff)
+	c.log.Error("the pool refused the credentials; waiting before the next login", "err", err, "wait", c.authBackoff)
 }
 
 // login logs in at the current master, following HOST_IS_SLAVE, and from

@@ -1792,3 +1792,50 @@ func TestErrorHidesSessionRef(t *testing.T) {
 		t.Errorf("Error() = %q: other codes keep their parameters", msg)
 	}
 }
+
+// TestLoginBackoff: after the pool refuses the credentials, calls get that
+// error without a new attempt for 30 s, then 60 s after the next refusal,
+// and so on up to 5 minutes: a wrong password must not be tried by every
+// console open (a directory behind xapi may lock the account). A login
+// that works ends the wait.
+func TestLoginBackoff(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, xapitest.Options{AuthFailureDelay: time.Millisecond})
+	c := newClient(t, p, func(c *Config) { c.Password = "wrong" })
+	var mu sync.Mutex
+	now := time.Now()
+	c.now = func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	advance := func(d time.Duration) { mu.Lock(); now = now.Add(d); mu.Unlock() }
+	attempts := func() int { return p.CallCount("session.login_with_password") }
+	try := func(wantAttempts int) {
+		t.Helper()
+		if err := c.Login(t.Context()); !IsCode(err, CodeSessionAuthenticationFailed) {
+			t.Fatalf("Login: %v, want %s", err, CodeSessionAuthenticationFailed)
+		}
+		if got := attempts(); got != wantAttempts {
+			t.Fatalf("%d login attempts, want %d", got, wantAttempts)
+		}
+	}
+	try(1)
+	try(1) // refused again at once, from memory
+	advance(29 * time.Second)
+	try(1)
+	advance(time.Second)
+	try(2) // 30 s on: tried again, refused again
+	advance(59 * time.Second)
+	try(2)
+	advance(time.Second)
+	try(3)
+	for range 5 { // 120 s, 240 s, then 300 s at most
+		advance(maxAuthBackoff)
+		try(attempts() + 1)
+	}
+	advance(maxAuthBackoff - time.Second)
+	try(attempts())
+
+	c.cfg.Password = p.Password() // say the pool's password was changed back
+	advance(time.Second)
+	if err := c.Login(t.Context()); err != nil {
+		t.Fatalf("Login with the right password: %v", err)
+	}
+}
