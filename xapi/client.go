@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -74,18 +75,23 @@ type Client struct {
 	// live host names it, a dead master names nothing).
 	home string
 
-	// mu guards master, session, pending and closes.
+	now func() time.Time // time.Now; tests move it
+
+	// mu guards the fields from here to pending.
 	mu      sync.Mutex
 	master  string // base URL of the pool master (or of the configured host until HOST_IS_SLAVE says otherwise)
 	session string // session ref, "" when logged out
 	closes  int    // calls to Close: a login under way at one logs out when it ends
+	// hosts are the other hosts of the pool seen so far, as base URLs:
+	// where login asks for the master when neither the master nor the
+	// configured host answers (noteHost, fallback).
+	hosts []string
 	// refused is the last login's error when xapi refused the
 	// credentials; until retryAt, callers get it without a new attempt,
 	// and the wait doubles with each refusal (authBackoff).
 	refused     error
 	retryAt     time.Time
 	authBackoff time.Duration
-	now         func() time.Time // time.Now; tests move it
 	// pending is the login under way, if any: callers that find no
 	// session wait for it instead of each logging in (a failed login
 	// costs xapi's 5 s delay and may count towards a lock-out).
@@ -386,8 +392,9 @@ func (c *Client) noteRefusal(err error) {
 // the configured host if that master does not answer.
 func (c *Client) login(ctx context.Context) (session, master string, err error) {
 	master = c.Master()
-	wentHome := false
+	tried := map[string]bool{}
 	for hops := 0; ; {
+		tried[master] = true
 		err = rpc(ctx, c, master, "session.login_with_password", &session,
 			c.cfg.Username, c.cfg.Password, "1.1", "xenbastion")
 		var xe *Error
@@ -398,9 +405,9 @@ func (c *Client) login(ctx context.Context) (session, master string, err error) 
 			master = next
 			continue
 		}
-		if !wentHome && master != c.home && silent(ctx, err) {
-			c.log.Warn("the pool master does not answer; looking for it from the configured host", "master", master, "host", c.home, "err", err)
-			master, wentHome = c.home, true
+		if next := c.fallback(tried); next != "" && silent(ctx, err) {
+			c.log.Warn("the pool master does not answer; asking another host of the pool", "master", master, "host", next, "err", err)
+			master = next
 			continue
 		}
 		if err != nil {
@@ -410,6 +417,7 @@ func (c *Client) login(ctx context.Context) (session, master string, err error) 
 			return "", "", fmt.Errorf("xapi: login to %s: empty session reference", master)
 		}
 		c.log.Info("logged in to xapi", "master", master)
+		c.noteHost(master)
 		return session, master, nil
 	}
 }
@@ -431,15 +439,13 @@ func silent(ctx context.Context, err error) bool {
 	return err != nil && !errors.As(err, &xe) && ctx.Err() == nil
 }
 
-// leaveMaster is for a master that did not answer (err): unless it is the
-// configured host, the next login starts from the configured host, and
-// session is dropped. It says whether a call should log in and try again.
+// leaveMaster is for a master that did not answer (err): session is
+// dropped, and the next login starts from the configured host (login then
+// asks the other hosts it knows if that does not answer either). It says
+// whether a call should log in and try again.
 func (c *Client) leaveMaster(master, session string, err error) bool {
-	if master == c.home {
-		return false
-	}
 	c.mu.Lock()
-	moved := c.master == master // else another caller has moved it
+	moved := c.master == master && master != c.home // else another caller has moved it
 	if moved {
 		c.master = c.home
 	}
@@ -451,6 +457,41 @@ func (c *Client) leaveMaster(master, session string, err error) bool {
 		c.log.Warn("the pool master does not answer; looking for it from the configured host", "master", master, "host", c.home, "err", err)
 	}
 	return true
+}
+
+// fallback returns the next host to ask for the master when the one asked
+// did not answer: the configured host, then the hosts seen since (console
+// hosts and masters), in the order seen; "" when all are in tried.
+func (c *Client) fallback(tried map[string]bool) string {
+	if !tried[c.home] {
+		return c.home
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, h := range c.hosts {
+		if !tried[h] {
+			return h
+		}
+	}
+	return ""
+}
+
+// maxKnownHosts bounds the hosts kept for fallback (a pool has at most 64).
+const maxKnownHosts = 64
+
+// noteHost remembers a host of the pool (HOST:PORT, or a base URL) to ask
+// for the master if the master stops answering.
+func (c *Client) noteHost(host string) {
+	u := host
+	if !strings.HasPrefix(u, "https://") {
+		u = "https://" + host
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if u == c.home || slices.Contains(c.hosts, u) || len(c.hosts) >= maxKnownHosts {
+		return
+	}
+	c.hosts = append(c.hosts, u)
 }
 
 // moveMaster records that the master is at addr, if the master is still from.

@@ -1839,3 +1839,35 @@ func TestLoginBackoff(t *testing.T) {
 		t.Fatalf("Login with the right password: %v", err)
 	}
 }
+
+// TestMasterFailoverFromDeadHome: the configured host is the master (as
+// it usually is) and dies; HA makes host 1 master. The client asks the
+// hosts it has seen consoles on, which name the new master.
+func TestMasterFailoverFromDeadHome(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, xapitest.Options{})
+	c := newClient(t, p) // the master, host 0
+	var down atomic.Bool
+	dead := p.Host(0).Address()
+	c.dialer.Control = func(_, address string, _ syscall.RawConn) error {
+		if down.Load() && address == dead {
+			return errors.New("host 0 is down")
+		}
+		return nil
+	}
+	conn := dial(t, c, findVM(t, c, "web-2"), RFB) // web-2 runs on host 1
+	conn.Close()
+
+	down.Store(true)
+	must(t, p.MoveMaster(1))
+	p.ExpireSessions()
+	c.http.CloseIdleConnections()
+	logins := p.Logins()
+	findVM(t, c, "db-1")
+	if got, want := c.Master(), p.Host(1).URL(); got != want {
+		t.Errorf("Master() = %s after the failover, want host 1 (%s)", got, want)
+	}
+	if got := p.Logins() - logins; got != 1 {
+		t.Errorf("%d logins after the failover, want 1", got)
+	}
+}

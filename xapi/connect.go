@@ -100,6 +100,7 @@ func (c *Client) dialLocation(ctx context.Context, vm VM, con Console, session s
 		host = addr
 	}
 	host = hostPort(host, "443")
+	c.noteHost(host)
 
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
