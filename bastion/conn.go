@@ -105,12 +105,20 @@ func (s *Server) trackConn(ctx gliderssh.Context, c net.Conn) net.Conn {
 	}
 	if s.count.unauthBy == nil {
 		s.count.unauthBy = map[netip.Addr]int{}
+		s.count.handshaking = map[*trackedConn]struct{}{}
 	}
 	s.count.unauth++
 	s.count.unauthBy[st.ip]++
-	s.count.mu.Unlock()
 	tc := &trackedConn{Conn: c, srv: s, st: st}
 	st.conn = tc
+	s.count.handshaking[tc] = struct{}{}
+	s.count.mu.Unlock()
+	// Counted first, then checked: a shutdown either finds this
+	// connection among the handshaking ones or has begun before this.
+	if s.isClosing() {
+		tc.Close()
+		return nil
+	}
 	if d := s.limits.HandshakeTimeout; d > 0 {
 		tc.deadline = now.Add(d)
 		c.SetDeadline(tc.deadline)
@@ -228,6 +236,7 @@ func (c *trackedConn) authenticated() {
 	}
 	c.authed = true
 	cnt.unauthenticatedGone(c.st.ip)
+	delete(cnt.handshaking, c)
 	if cnt.conns == nil {
 		cnt.conns = map[*trackedConn]struct{}{}
 	}
@@ -250,6 +259,7 @@ func (c *trackedConn) account() {
 		delete(s.count.conns, c)
 	} else {
 		s.count.unauthenticatedGone(st.ip)
+		delete(s.count.handshaking, c)
 	}
 	s.count.mu.Unlock()
 	if ok {

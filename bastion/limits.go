@@ -86,6 +86,7 @@ type counters struct {
 	sources      map[netip.Addr]*source
 	swept        time.Time                    // when sources was last swept
 	conns        map[*trackedConn]struct{}    // authenticated connections, for reloads
+	handshaking  map[*trackedConn]struct{}    // the others, for shutdown
 	consoles     map[*consoleSession]struct{} // open consoles, for reloads
 }
 

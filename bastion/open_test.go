@@ -2,6 +2,8 @@ package bastion_test
 
 import (
 	"context"
+	"errors"
+	"net"
 	"testing"
 	"time"
 
@@ -90,4 +92,46 @@ func TestHungConnect(t *testing.T) {
 			t.Errorf("console.end reason %q, want timeout", ev.Reason)
 		}
 	})
+}
+
+// TestShutdownDuringLogin: a client still logging in when the bastion
+// shuts down is disconnected, and its auth.failure record is written
+// before Shutdown returns (its caller closes the audit log next), not
+// when the handshake would have timed out.
+func TestShutdownDuringLogin(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{})
+	hold, asking := make(chan struct{}), make(chan struct{})
+	defer close(hold)
+	go func() {
+		conn, err := net.Dial("tcp", b.Addr)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		// The client tries "none" first, then waits here for its keys.
+		gossh.NewClientConn(conn, b.Addr, &gossh.ClientConfig{
+			User: "alice",
+			Auth: []gossh.AuthMethod{gossh.PublicKeysCallback(func() ([]gossh.Signer, error) {
+				close(asking)
+				<-hold
+				return nil, errors.New("no keys")
+			})},
+			HostKeyCallback: gossh.FixedHostKey(b.HostKey()),
+		})
+	}()
+	select {
+	case <-asking: // the "none" attempt was refused: the login is under way
+	case <-time.After(10 * time.Second):
+		t.Fatal("the client never got to offering keys")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	b.Server.Shutdown(ctx)
+	for _, ev := range b.Events(t) {
+		if ev.Event == bastion.EventAuthFailure && ev.User == "alice" {
+			return
+		}
+	}
+	t.Error("Shutdown returned before the auth.failure of the login it cut short was written")
 }

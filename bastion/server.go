@@ -238,6 +238,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	done := make(chan error, 1)
 	go func() { done <- s.ssh.Shutdown(context.Background()) }()
 	s.beginClose()
+	s.closeHandshakes()
 
 	waited := make(chan struct{})
 	go func() { s.handlers.Wait(); close(waited) }()
@@ -312,7 +313,30 @@ func (s *Server) drainConns(ctx context.Context, grace time.Duration) {
 func (s *Server) Close() error {
 	s.init()
 	s.beginClose()
+	s.closeHandshakes()
 	return s.ssh.Close()
+}
+
+// closeHandshakes closes the connections still logging in, whose ends
+// (an auth.failure record, for one that tried a name) are then written
+// before the caller closes the audit log; gliderlabs closes only
+// connections that have logged in, and a login finishing after the
+// shutdown would be refused anyway, its record written to a closed log.
+func (s *Server) closeHandshakes() {
+	s.count.mu.Lock()
+	conns := make([]*trackedConn, 0, len(s.count.handshaking))
+	for c := range s.count.handshaking {
+		conns = append(conns, c)
+	}
+	s.count.mu.Unlock()
+	for _, c := range conns {
+		c.st.mu.Lock()
+		if c.st.failure == "" {
+			c.st.failure = "server shutting down"
+		}
+		c.st.mu.Unlock()
+		c.Close()
+	}
 }
 
 func (s *Server) consoleTimeout() time.Duration {
