@@ -5,6 +5,7 @@
 package ssh
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"sync"
@@ -30,6 +31,27 @@ type buffer struct {
 	watched   context.Context
 	stopWatch func() bool
 	wake      func()
+	// pooled counts the elements that hold a pooled packet (see
+	// writePacket).
+	pooled int
+}
+
+// A buffer keeps small data (under minPooledData) in the pooled packet it
+// was read into for at most maxPooled elements; past that, it copies the
+// data out and gives the packet back (xenbastion patch). A pooled packet is
+// 36 KiB (40 KiB of heap): a peer that sent small packets nobody read soon
+// (stderr, which a server never reads, or input while the server is busy)
+// would otherwise pin 40 KiB per byte of its window, where upstream holds
+// about the packet's size. Data read as it comes (keystrokes) stays in its
+// packet, and allocates nothing.
+const (
+	maxPooled     = 4
+	minPooledData = (pooledPacketSize - pooledPacketOffset) / 2
+)
+
+// isPooled says whether packet is in a pooled buffer (see recyclePacket).
+func isPooled(packet []byte) bool {
+	return cap(packet) == pooledPacketSize-pooledPacketOffset
 }
 
 // An element represents a single link in a linked list.
@@ -62,6 +84,15 @@ func (b *buffer) write(buf []byte) {
 // recyclePacket) once buf has been read.
 func (b *buffer) writePacket(buf, packet []byte) {
 	b.Cond.L.Lock()
+	if isPooled(packet) {
+		if b.pooled >= maxPooled && len(buf) < minPooledData {
+			buf = bytes.Clone(buf)
+			recyclePacket(packet)
+			packet = nil
+		} else {
+			b.pooled++
+		}
+	}
 	e := b.free
 	if e != nil {
 		b.free = e.next
@@ -104,6 +135,9 @@ func (b *buffer) next() (buf, packet []byte, err error) {
 		if len(b.head.buf) > 0 {
 			buf, packet = b.head.buf, b.head.packet
 			b.head.buf, b.head.packet = nil, nil
+			if isPooled(packet) {
+				b.pooled--
+			}
 			return buf, packet, nil
 		}
 		if b.head != b.tail {
@@ -148,6 +182,9 @@ func (b *buffer) Read(buf []byte) (n int, err error) {
 
 // ReadContext is Read, but it stops waiting when ctx is done and returns
 // ctx's error, having taken nothing from the buffer (xenbastion patch).
+// Readers take turns: one that calls with another context while a reader
+// waits replaces that reader's wake-up, and the waiting one then returns
+// only with data or at EOF.
 // ctx must be comparable with ==, as the contexts of package context are.
 func (b *buffer) ReadContext(ctx context.Context, buf []byte) (n int, err error) {
 	b.Cond.L.Lock()
@@ -161,6 +198,9 @@ func (b *buffer) ReadContext(ctx context.Context, buf []byte) (n int, err error)
 			buf, b.head.buf = buf[r:], b.head.buf[r:]
 			n += r
 			if len(b.head.buf) == 0 && b.head.packet != nil {
+				if isPooled(b.head.packet) {
+					b.pooled--
+				}
 				recyclePacket(b.head.packet)
 				b.head.packet = nil
 			}

@@ -14,6 +14,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -592,5 +593,107 @@ func TestAcceptWithDataConnectionGone(t *testing.T) {
 	}
 	if _, _, _, err := nc.AcceptWithData([]byte("RFB 003.008\n")); err == nil {
 		t.Fatal("AcceptWithData on a closed connection succeeded")
+	}
+}
+
+// heapInUse returns the heap in use after two collections.
+func heapInUse() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapInuse
+}
+
+// TestUnreadSmallDataMemory: data the server has not read yet costs memory
+// in proportion to the data, not a pooled 36 KiB buffer per packet: a
+// client that sends 1-byte packets, of data or of stderr (which a server
+// never reads), must not pin 40 KiB of heap per byte of its window.
+func TestUnreadSmallDataMemory(t *testing.T) {
+	for _, cipher := range []string{CipherAES128GCM, CipherChaCha20Poly1305, CipherAES128CTR} {
+		for _, stderr := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s stderr %v", cipher, stderr), func(t *testing.T) {
+				client, chans := pipePairCipher(t, cipher, nil)
+				accepted := make(chan Channel, 1)
+				go func() {
+					ch, reqs, err := (<-chans).Accept()
+					if err == nil {
+						go DiscardRequests(reqs)
+						accepted <- ch
+					}
+				}()
+				cch, reqs, err := client.OpenChannel("session", nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				go DiscardRequests(reqs)
+				sch := (<-accepted).(*channel)
+				var w io.Writer = cch
+				if stderr {
+					w = cch.Stderr()
+				}
+				before := heapInUse()
+				const n = 3000
+				for range n {
+					if _, err := w.Write([]byte{'x'}); err != nil {
+						t.Fatal(err)
+					}
+				}
+				for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+					sch.windowMu.Lock()
+					window := sch.myWindow
+					sch.windowMu.Unlock()
+					if window == channelWindowSize-n {
+						break
+					}
+					if time.Now().After(deadline) {
+						t.Fatalf("the server received %d of %d bytes", channelWindowSize-window, n)
+					}
+				}
+				if grew := int64(heapInUse()) - int64(before); grew > 8<<20 {
+					t.Errorf("the heap grew by %d MiB for %d bytes of unread data", grew>>20, n)
+				}
+			})
+		}
+	}
+}
+
+// TestBufferHoldsFewPooledPackets: a buffer keeps small data in its pooled
+// packet for maxPooled elements at most and copies the rest out; big data
+// stays in its packet; the count goes back to 0 as the data is read, by
+// ReadContext or by next (WriteTo's way).
+func TestBufferHoldsFewPooledPackets(t *testing.T) {
+	pooled := func(n int) []byte {
+		return packetPool.Get().(*pooledPacket)[pooledPacketOffset:][:n]
+	}
+	b := newBuffer()
+	for range 10 {
+		p := pooled(10)
+		b.writePacket(p[9:], p)
+	}
+	big := pooled(minPooledData + 9)
+	b.writePacket(big[9:], big)
+	held := 0
+	for e := b.head.next; e != nil; e = e.next {
+		if e.packet != nil {
+			held++
+		}
+	}
+	if held != maxPooled+1 || b.pooled != held {
+		t.Fatalf("%d elements hold a packet (count %d), want %d: %d small, and the big one", held, b.pooled, maxPooled+1, maxPooled)
+	}
+	for range 5 {
+		if _, _, err := b.next(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p := make([]byte, minPooledData+100)
+	for b.head != b.tail || len(b.head.buf) > 0 {
+		if _, err := b.ReadContext(context.Background(), p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b.pooled != 0 {
+		t.Errorf("%d pooled packets counted after everything was read", b.pooled)
 	}
 }
