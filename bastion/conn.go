@@ -309,6 +309,8 @@ func (s *Server) authConfig(st *connState) *gossh.ServerConfig {
 	return &gossh.ServerConfig{
 		Config:       gossh.Config{Ciphers: s.Ciphers},
 		MaxAuthTries: 6,
+		// Nothing reads what a client sends as stderr.
+		DiscardClientStderr: true,
 		VerifiedPublicKeyCallback: func(cm gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
 			user := cm.User()
 			perms, err := s.authorize(st, user, key)

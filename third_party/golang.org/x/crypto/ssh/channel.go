@@ -402,11 +402,12 @@ func (ch *channel) handleData(packet []byte) error {
 	ch.myWindow -= length
 	ch.windowMu.Unlock()
 
-	if extended == 1 {
+	if extended == 1 && !ch.mux.discardStderr.Load() {
 		ch.extPending.writePacket(data, packet)
 	} else if extended > 0 {
 		// RFC 4254, Section 5.2 defines no extended data types other
-		// than stderr (type 1, handled above) and this package provides
+		// than stderr (type 1, handled above unless the server drops it:
+		// ServerConfig.DiscardClientStderr) and this package provides
 		// no API to read them, so the data is discarded. Credit its
 		// window back immediately: it can never be read, so the
 		// deduction above would otherwise shrink the window permanently.

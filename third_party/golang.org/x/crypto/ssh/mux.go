@@ -101,6 +101,10 @@ type mux struct {
 
 	errCond *sync.Cond
 	err     error
+
+	// discardStderr: drop the peer's stderr data (ServerConfig's
+	// DiscardClientStderr; xenbastion patch).
+	discardStderr atomic.Bool
 }
 
 // When debugging, each new chanList instantiation has a different

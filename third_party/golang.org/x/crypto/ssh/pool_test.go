@@ -697,3 +697,81 @@ func TestBufferHoldsFewPooledPackets(t *testing.T) {
 		t.Errorf("%d pooled packets counted after everything was read", b.pooled)
 	}
 }
+
+// TestDiscardClientStderr: a server with DiscardClientStderr credits a
+// client's stderr back and drops it, so a client can send more than the
+// window of it to a server that never reads it; without, its writes stop
+// at the window, the data held for the channel's life.
+func TestDiscardClientStderr(t *testing.T) {
+	for _, discard := range []bool{true, false} {
+		t.Run(fmt.Sprint("discard ", discard), func(t *testing.T) {
+			_, priv, err := ed25519.GenerateKey(rand.Reader)
+			if err != nil {
+				t.Fatal(err)
+			}
+			signer, err := NewSignerFromKey(priv)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Loopback TCP: over net.Pipe, whose writes wait for a reader,
+			// the two sides' first writes would wait for each other.
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			c2, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c1, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() {
+				cfg := &ServerConfig{NoClientAuth: true, DiscardClientStderr: discard}
+				cfg.AddHostKey(signer)
+				sc, chans, reqs, err := NewServerConn(c1, cfg)
+				if err != nil {
+					return
+				}
+				t.Cleanup(func() { sc.Close() })
+				go DiscardRequests(reqs)
+				for nc := range chans {
+					if ch, reqs, err := nc.Accept(); err == nil {
+						go DiscardRequests(reqs)
+						t.Cleanup(func() { ch.Close() })
+					}
+				}
+			}()
+			cc, chans, reqs, err := NewClientConn(c2, "pipe", &ClientConfig{User: "u", HostKeyCallback: InsecureIgnoreHostKey()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			client := NewClient(cc, chans, reqs)
+			t.Cleanup(func() { client.Close() })
+			ch, creqs, err := client.OpenChannel("session", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go DiscardRequests(creqs)
+			done := make(chan error, 1)
+			go func() {
+				_, err := ch.Stderr().Write(make([]byte, 3*channelWindowSize/2))
+				done <- err
+			}()
+			select {
+			case err := <-done:
+				if !discard {
+					t.Errorf("a client wrote 1.5 windows of stderr that nobody read (%v)", err)
+				} else if err != nil {
+					t.Error(err)
+				}
+			case <-time.After(3 * time.Second):
+				if discard {
+					t.Error("the client's stderr writes stopped at the window with DiscardClientStderr")
+				}
+			}
+		})
+	}
+}

@@ -187,6 +187,12 @@ type ServerConfig struct {
 	// If unspecified then a default set of algorithms is used.
 	PublicKeyAuthAlgorithms []string
 
+	// DiscardClientStderr drops the extended data (stderr) clients send
+	// on channels, crediting its window back at once (xenbastion patch).
+	// A server that never reads Stderr would otherwise hold up to a
+	// window (2 MiB) of it per channel for the channel's life.
+	DiscardClientStderr bool
+
 	hostKeys []Signer
 
 	// NoClientAuth is true if clients are allowed to connect without
@@ -447,6 +453,7 @@ func (s *connection) serverHandshake(config *ServerConfig) (*Permissions, error)
 		return nil, err
 	}
 	s.mux = newMux(s.transport)
+	s.mux.discardStderr.Store(config.DiscardClientStderr)
 	// xenbastion patch 10, on the server only: a client built from this
 	// copy (the benchmark's) stays as it was, so that the benchmark
 	// measures the server's change.
