@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 
 	gliderssh "github.com/gliderlabs/ssh"
@@ -55,6 +56,27 @@ type session struct {
 	out io.Writer
 	raw io.Writer
 	in  *input
+
+	mu   sync.Mutex       // guards win and term
+	win  gliderssh.Window // the terminal's size, as the client last said
+	term *term.Terminal   // the prompt's line editor, once there is one
+}
+
+// followWindow takes the window changes of a PTY session until the session
+// ends. gliderlabs queues each on winCh, which holds one: a change nobody
+// took blocked the session's requests, and a few more the whole
+// connection. The prompt's line editor follows the size; a console has
+// none to set.
+func (ss *session) followWindow(winCh <-chan gliderssh.Window) {
+	for w := range winCh {
+		ss.mu.Lock()
+		ss.win = w
+		t := ss.term
+		ss.mu.Unlock()
+		if t != nil {
+			t.SetSize(w.Width, w.Height)
+		}
+	}
 }
 
 // handleSession is gliderlabs' Handler: it runs the session's command, or
@@ -73,7 +95,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		}
 	}()
 
-	_, _, isPty := sess.Pty()
+	_, winCh, isPty := sess.Pty()
 	st := stateOf(sess.Context())
 	ss := &session{
 		srv:  s,
@@ -99,6 +121,9 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		return
 	}
 	ss.in = &input{ctx: ctx, ch: stdin}
+	if isPty {
+		go ss.followWindow(winCh)
+	}
 	code := ss.run()
 	sess.Exit(code)
 }
@@ -176,6 +201,17 @@ func (ss *session) prompt() int {
 		io.Reader
 		io.Writer
 	}{ss.in, ss.raw}, "xenbastion> ")
+	ss.mu.Lock()
+	ss.term = t
+	w := ss.win
+	if w.Width == 0 { // followWindow has not taken the first size yet
+		pty, _, _ := ss.sess.Pty()
+		w = pty.Window
+	}
+	if w.Width > 0 && w.Height > 0 {
+		t.SetSize(w.Width, w.Height)
+	}
+	ss.mu.Unlock()
 	fmt.Fprintf(t, "Welcome, %s. Type \"help\" for the commands, \"exit\" to leave.\n", ss.user)
 	for {
 		line, err := t.ReadLine()

@@ -1,0 +1,110 @@
+package bastion_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	gossh "golang.org/x/crypto/ssh"
+
+	"github.com/xenbastion/xenbastion/bastion/bastiontest"
+	"github.com/xenbastion/xenbastion/internal/testtool"
+)
+
+// promptSession opens a session with a PTY of width columns on a new
+// connection as alice and waits for the prompt.
+func promptSession(t *testing.T, b *bastiontest.Bastion, width int) (*gossh.Client, *gossh.Session, io.Writer, *testtool.SyncBuffer) {
+	t.Helper()
+	c := b.Dial(t, "alice")
+	s, err := c.NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if err := s.RequestPty("xterm", 50, width, gossh.TerminalModes{}); err != nil {
+		t.Fatal(err)
+	}
+	in, err := s.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out testtool.SyncBuffer
+	s.Stdout, s.Stderr = &out, &out
+	if err := s.Shell(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, &out, "xenbastion> ")
+	return c, s, in, &out
+}
+
+// TestWindowChanges: a user dragging the terminal's corner sends a stream
+// of window changes. The console, the connection's other sessions and a
+// shutdown all go on; none used to once the first change was not taken.
+func TestWindowChanges(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{})
+	c, s, in, out := promptSession(t, b, 80)
+	io.WriteString(in, "console web-1\r")
+	waitFor(t, out, "Ctrl-] to detach")
+	for i := range 40 {
+		if err := s.WindowChange(24+i%10, 80+i); err != nil {
+			t.Fatal(err)
+		}
+	}
+	io.WriteString(in, "echo after-resize\r")
+	waitFor(t, out, "after-resize\r\nroot@web-1")
+	helped := make(chan string, 1)
+	go func() {
+		other, err := c.NewSession()
+		if err != nil {
+			helped <- err.Error()
+			return
+		}
+		got, err := other.Output("help")
+		helped <- fmt.Sprint(string(got), err)
+	}()
+	select {
+	case got := <-helped:
+		if !strings.Contains(got, "console VM") {
+			t.Errorf("another session on the connection: %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("another session on the connection hangs")
+	}
+	io.WriteString(in, "\x1d")
+	waitFor(t, out, "detached from web-1")
+
+	done := make(chan struct{})
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		b.Server.Shutdown(ctx)
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(15 * time.Second):
+		t.Fatal("Shutdown (5 s context) has not returned after 15 s")
+	}
+}
+
+// TestPromptFollowsWidth: the prompt's line editor wraps lines at the
+// terminal's width, not at 80 columns.
+func TestPromptFollowsWidth(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{})
+	_, _, in, out := promptSession(t, b, 200)
+	mark := len(out.String())
+	io.WriteString(in, strings.Repeat("a", 100))
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(out.String()[mark:], "a") < 100; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the echo did not come: %q", out.String()[mark:])
+		}
+	}
+	if echo := out.String()[mark:]; strings.Contains(echo, "\r\n") {
+		t.Errorf("100 characters on a 200-column terminal wrapped: %q", echo)
+	}
+}
