@@ -154,7 +154,9 @@ func compileRule(from string, r Rule) (*rule, error) {
 	}
 	for _, kind := range []string{"uuid", "tag", "host"} {
 		if v, ok := strings.CutPrefix(c.value, kind+":"); ok {
+			// One prefix: a tag may itself read "host:xs1".
 			c.kind, c.value = kind, v
+			break
 		}
 	}
 	switch c.kind {
@@ -180,12 +182,20 @@ func compileRule(from string, r Rule) (*rule, error) {
 	return c, nil
 }
 
+// servedConsoles are the console protocols a rule covers by default: the
+// ones the bastion serves.
+var servedConsoles = []xapi.Protocol{xapi.RFB, xapi.VT100}
+
 // matches reports whether the rule covers vm's console of protocol proto.
 // Allow rules reach a control domain only through host:NAME; deny rules
 // reach it through any pattern that matches, so a deny is never weaker
 // than it reads.
 func (r *rule) matches(vm xapi.VM, proto xapi.Protocol, deny bool) bool {
-	if len(r.consoles) > 0 && !slices.Contains(r.consoles, proto) {
+	consoles := r.consoles
+	if len(consoles) == 0 {
+		consoles = servedConsoles // not rdp, which nothing serves
+	}
+	if !slices.Contains(consoles, proto) {
 		return false
 	}
 	if !globMatch(r.pool, vm.Pool) {

@@ -50,6 +50,12 @@ func TestDecide(t *testing.T) {
 		{name: "group allow", groups: []Group{{Name: "ops", Members: []string{"u"}, Allow: []Rule{r("db-*")}}}, vm: db, proto: xapi.RFB, want: true, rule: "group ops: allow db-*"},
 		{name: "group deny overrides user allow", allow: []Rule{r("*")}, groups: []Group{{Name: "ops", Members: []string{"u"}, Deny: []Rule{r("db-*")}}}, vm: db, proto: xapi.RFB, rule: "group ops: deny db-*"},
 		{name: "group of others", groups: []Group{{Name: "ops", Members: []string{"v"}, Allow: []Rule{r("*")}}}, vm: db, proto: xapi.RFB},
+		{name: "rdp is not served", allow: []Rule{r("*")}, vm: web, proto: xapi.RDP},
+		{name: "tag that reads like a host rule", allow: []Rule{r("tag:host:xs1")},
+			vm: xapi.VM{Pool: "lab", Name: "h", UUID: webUUID, Tags: []string{"host:xs1"}}, proto: xapi.RFB, want: true},
+		{name: "tag rule never reaches a control domain", allow: []Rule{r("tag:host:xs1")}, vm: dom0, proto: xapi.VT100},
+		{name: "deny tag that reads like a host rule", allow: []Rule{r("*")}, deny: []Rule{r("tag:host:xs1")},
+			vm: xapi.VM{Pool: "lab", Name: "h", UUID: webUUID, Tags: []string{"host:xs1"}}, proto: xapi.RFB, rule: "deny tag:host:xs1"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -81,6 +87,7 @@ func TestNewPolicyErrors(t *testing.T) {
 		{"bad glob", []User{{Name: "u", Allow: []Rule{{Pattern: "[web"}}}}, nil, "bad glob"},
 		{"host glob", []User{{Name: "u", Allow: []Rule{{Pattern: "host:xs*"}}}}, nil, "named exactly"},
 		{"bad uuid", []User{{Name: "u", Allow: []Rule{{Pattern: "uuid:123"}}}}, nil, "not a UUID"},
+		{"uuid of a tag", []User{{Name: "u", Allow: []Rule{{Pattern: "uuid:tag:prod"}}}}, nil, "not a UUID"},
 		{"bad console", []User{{Name: "u", Allow: []Rule{{Pattern: "*", Consoles: []xapi.Protocol{"rdp"}}}}}, nil, "not rfb or vt100"},
 		{"empty pattern", []User{{Name: "u", Deny: []Rule{{}}}}, nil, "empty pattern"},
 		{"duplicate user", []User{{Name: "u"}, {Name: "u"}}, nil, "listed twice"},
