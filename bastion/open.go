@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"unicode"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -95,7 +96,7 @@ func (s *Server) find(ctx context.Context, user string, raw string, proto xapi.P
 	case errors.Is(err, xapi.ErrNotFound) && len(visible) == 1:
 		vm := visible[0]
 		return nil, xapi.VM{}, &denial{
-			msg:    fmt.Sprintf("you may not open the %s console of %s", protocolName(proto), vm.Name),
+			msg:    fmt.Sprintf("you may not open the %s console of %s", protocolName(proto), shown(vm.Name)),
 			reason: "not permitted: " + string(proto), code: gossh.Prohibited, vm: &vm,
 		}
 	case errors.Is(err, xapi.ErrNotFound):
@@ -145,7 +146,7 @@ func (s *Server) open(ctx context.Context, st *connState, raw string, p xapi.Pro
 		return refused(d)
 	}
 	if !vm.Running() {
-		return refused(&denial{msg: fmt.Sprintf("VM %s is %s", vm.Name, strings.ToLower(vm.PowerState)), reason: "not running", code: gossh.ConnectionFailed, vm: &vm})
+		return refused(&denial{msg: fmt.Sprintf("VM %s is %s", shown(vm.Name), shown(strings.ToLower(vm.PowerState))), reason: "not running", code: gossh.ConnectionFailed, vm: &vm})
 	}
 	if _, err := pool.Console(octx, vm, p); err != nil {
 		return refused(s.dialDenial(octx, pool, vm, p, err))
@@ -235,11 +236,11 @@ func (s *Server) dialDenial(ctx context.Context, pool Pool, vm xapi.VM, p xapi.P
 	var fe *xapi.FingerprintError
 	switch {
 	case errors.Is(err, xapi.ErrNotRunning):
-		d.msg, d.reason = fmt.Sprintf("VM %s is not running", vm.Name), "not running"
+		d.msg, d.reason = fmt.Sprintf("VM %s is not running", shown(vm.Name)), "not running"
 	case errors.Is(err, xapi.ErrNoConsole):
-		d.msg, d.reason = fmt.Sprintf("VM %s has no %s console", vm.Name, protocolName(p)), "no console"
+		d.msg, d.reason = fmt.Sprintf("VM %s has no %s console", shown(vm.Name), protocolName(p)), "no console"
 	case errors.As(err, &ce) && ce.StatusCode == 503:
-		d.msg, d.reason = fmt.Sprintf("the console of VM %s is in use (the pool allows one session per console)", vm.Name), "console busy"
+		d.msg, d.reason = fmt.Sprintf("the console of VM %s is in use (the pool allows one session per console)", shown(vm.Name)), "console busy"
 	case errors.As(err, &fe):
 		d.msg, d.reason = "the console host's TLS certificate is not trusted", "tls mismatch"
 		s.poolError(ctx, pool.Name(), "console host certificate refused", err)
@@ -289,6 +290,28 @@ func (s *Server) poolError(ctx context.Context, pool, what string, err error) {
 		ev.Reason = "certificate differs from the one recorded on first use"
 	}
 	s.audit(ev, false)
+}
+
+// shown returns s, a name from the pool, with its control characters
+// escaped (\x1b, \n, ...) for a user's terminal: a VM's name label is
+// whatever someone with rights on the pool typed, and printed raw it could
+// send escape sequences to the terminal or forge rows of list.
+func shown(s string) string {
+	if !strings.ContainsFunc(s, unicode.IsControl) {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case !unicode.IsControl(r):
+			b.WriteRune(r)
+		case r < 0x100:
+			fmt.Fprintf(&b, "\\x%02x", r)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+	}
+	return b.String()
 }
 
 // maxAuditTarget bounds what console.denied records of a target: an SSH

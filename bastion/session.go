@@ -290,7 +290,7 @@ func WriteVMTable(w io.Writer, entries []ListEntry, withRules bool) {
 		if cons == "" {
 			cons = "-"
 		}
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", e.Pool, e.Name, e.PowerState, cons, e.UUID)
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", e.Pool, shown(e.Name), shown(e.PowerState), cons, shown(e.UUID))
 		if withRules {
 			line += "\t" + strings.Join(e.Rules(), "; ")
 		}
@@ -356,21 +356,21 @@ func (ss *session) console(target string) int {
 	mode := commandMode
 	if ss.pty {
 		mode = ptyMode
-		ss.errorf("connected to %s (%s); press Enter for a prompt, Ctrl-] to detach", vm.Name, vm.Pool)
+		ss.errorf("connected to %s (%s); press Enter for a prompt, Ctrl-] to detach", shown(vm.Name), vm.Pool)
 	}
 	reason := cs.run(ss.raw, ss.in, conn, mode)
 	switch reason {
 	case EndDetached, EndInputDone:
 		if ss.pty {
-			ss.errorf("detached from %s", vm.Name)
+			ss.errorf("detached from %s", shown(vm.Name))
 		}
 		return exitOK
 	case EndConsoleClosed:
-		ss.errorf("the pool closed the console of %s", vm.Name)
+		ss.errorf("the pool closed the console of %s", shown(vm.Name))
 	case EndShutdown:
-		ss.errorf("the bastion is shutting down; console of %s closed", vm.Name)
+		ss.errorf("the bastion is shutting down; console of %s closed", shown(vm.Name))
 	case EndIdle, EndMaxDuration, EndRevoked, EndInternalError:
-		ss.errorf("console of %s closed: %s", vm.Name, reason)
+		ss.errorf("console of %s closed: %s", shown(vm.Name), reason)
 	}
 	return exitError
 }

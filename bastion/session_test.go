@@ -12,6 +12,7 @@ import (
 
 	"github.com/xenbastion/xenbastion/bastion/bastiontest"
 	"github.com/xenbastion/xenbastion/internal/testtool"
+	"github.com/xenbastion/xenbastion/xapi/xapitest"
 )
 
 // promptSession opens a session with a PTY of width columns on a new
@@ -106,5 +107,38 @@ func TestPromptFollowsWidth(t *testing.T) {
 	}
 	if echo := out.String()[mark:]; strings.Contains(echo, "\r\n") {
 		t.Errorf("100 characters on a 200-column terminal wrapped: %q", echo)
+	}
+}
+
+// TestNamesShownEscaped: a name label with control characters (anyone with
+// rights on the pool can set one) reaches the user's terminal escaped, in
+// list and in messages: no escape sequence, no forged row of list.
+func TestNamesShownEscaped(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{})
+	// XML-RPC carries no C0 control but tab, newline and carriage
+	// return; C1 controls (CSI is U+009B) it does.
+	const name = "evil\u009b2J\nlab  web-9  Running  rfb,vt100  00000000-0000-0000-0000-000000000000"
+	vm := b.Sim.AddVM(xapitest.VMSpec{Name: name, Consoles: []string{"rfb"}})
+	c := b.Dial(t, "alice")
+	run := func(cmd string) string {
+		t.Helper()
+		s, err := c.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		out, _ := s.CombinedOutput(cmd)
+		return string(out)
+	}
+	list := run("list")
+	if strings.ContainsRune(list, '\u009b') || strings.Contains(list, "\nlab  web-9") {
+		t.Errorf("list prints a name label's control characters:\n%q", list)
+	}
+	if !strings.Contains(list, `evil\x9b2J\x0alab  web-9`) {
+		t.Errorf("list does not show the name escaped:\n%q", list)
+	}
+	if msg := run("console " + vm.UUID); strings.ContainsRune(msg, '\u009b') || !strings.Contains(msg, `evil\x9b2J\x0alab`) {
+		t.Errorf("console of a VM without vt100: %q", msg)
 	}
 }
