@@ -1871,3 +1871,20 @@ func TestMasterFailoverFromDeadHome(t *testing.T) {
 		t.Errorf("%d logins after the failover, want 1", got)
 	}
 }
+
+// TestFindVMNamedLikeAUUID: a name label in the form of a UUID that no VM
+// has finds the VM of that name, as list shows it; a VM's real UUID still
+// finds that VM.
+func TestFindVMNamedLikeAUUID(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, xapitest.Options{})
+	const name = "0badc0de-0000-4000-8000-000000000001"
+	named := p.AddVM(xapitest.VMSpec{Name: name})
+	c := newClient(t, p)
+	if vm := findVM(t, c, name); vm.UUID != named.UUID {
+		t.Errorf("FindVMs(%q) found %s (%s), want the VM of that name", name, vm.Name, vm.UUID)
+	}
+	if vm := findVM(t, c, strings.ToUpper(named.UUID)); vm.Name != name {
+		t.Errorf("FindVMs(its UUID) found %q", vm.Name)
+	}
+}

@@ -200,15 +200,18 @@ func (c *Client) findVMs(ctx context.Context, target string) ([]VM, error) {
 	if IsUUID(target) {
 		var ref string
 		err := call(ctx, c, "VM.get_by_uuid", &ref, strings.ToLower(target))
-		if IsCode(err, CodeUUIDInvalid) {
-			return nil, nil
-		}
-		if err != nil {
+		switch {
+		case err == nil:
+			refs = []string{ref}
+		case !IsCode(err, CodeUUIDInvalid):
 			return nil, err
 		}
-		refs = []string{ref}
-	} else if err := call(ctx, c, "VM.get_by_name_label", &refs, target); err != nil {
-		return nil, err
+	}
+	// A name label may have the form of a UUID that no VM has.
+	if refs == nil {
+		if err := call(ctx, c, "VM.get_by_name_label", &refs, target); err != nil {
+			return nil, err
+		}
 	}
 	var out []VM
 	for _, ref := range refs {
