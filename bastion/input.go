@@ -38,3 +38,32 @@ func (in *input) unread(p []byte) {
 func (in *input) Read(p []byte) (int, error) {
 	return in.ReadContext(in.ctx, p)
 }
+
+// promptInput is the input as the prompt's line editor (x/term) reads it.
+// It hands over at most one line a read, so that what follows a command
+// in the same packet (a pasted "console web-1\rhostname\r") stays in the
+// input for the console instead of in the line editor's buffer. And it
+// turns Ctrl-C, which the line editor takes for the end of the input (and
+// the prompt for "exit"), into Ctrl-U, which drops the line being typed.
+type promptInput struct{ in *input }
+
+func (p promptInput) Read(b []byte) (int, error) {
+	n, err := p.in.Read(b)
+	for i := 0; i < n; i++ {
+		switch b[i] {
+		case 0x03: // Ctrl-C
+			b[i] = 0x15 // Ctrl-U
+		case '\r', '\n':
+			end := i + 1
+			if b[i] == '\r' && end < n && b[end] == '\n' {
+				end++
+			}
+			if end < n {
+				p.in.unread(b[end:n])
+				return end, nil
+			}
+			return n, err
+		}
+	}
+	return n, err
+}

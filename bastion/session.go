@@ -200,7 +200,7 @@ func (ss *session) prompt() int {
 	t := term.NewTerminal(struct {
 		io.Reader
 		io.Writer
-	}{ss.in, ss.raw}, "xenbastion> ")
+	}{promptInput{ss.in}, ss.raw}, "xenbastion> ")
 	ss.mu.Lock()
 	ss.term = t
 	w := ss.win

@@ -142,3 +142,38 @@ func TestNamesShownEscaped(t *testing.T) {
 		t.Errorf("console of a VM without vt100: %q", msg)
 	}
 }
+
+// TestPromptTypeAhead: a line typed (or pasted) after "console VM" in the
+// same packet goes to the console, not back to the prompt.
+func TestPromptTypeAhead(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{})
+	_, _, in, out := promptSession(t, b, 80)
+	io.WriteString(in, "console web-1\rhostname\r") // one write: one channel data packet
+	waitFor(t, out, "web-1\r\nroot@web-1")
+	io.WriteString(in, "\x1d")
+	waitFor(t, out, "detached from web-1")
+	io.WriteString(in, "help\r")
+	waitFor(t, out, "console VM")
+	if strings.Contains(out.String(), `unknown command "hostname"`) {
+		t.Errorf("the line typed after console went to the prompt:\n%q", out.String())
+	}
+}
+
+// TestPromptCtrlC: Ctrl-C drops the line being typed and the prompt goes
+// on; it used to end the session as if the input had ended.
+func TestPromptCtrlC(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{})
+	_, s, in, out := promptSession(t, b, 80)
+	io.WriteString(in, "lis\x03")
+	io.WriteString(in, "help\r")
+	waitFor(t, out, "console VM")
+	io.WriteString(in, "exit\r")
+	if err := s.Wait(); err != nil {
+		t.Errorf("exit after Ctrl-C: %v", err)
+	}
+	if strings.Contains(out.String(), "lishelp") {
+		t.Errorf("Ctrl-C did not drop the line: %q", out.String())
+	}
+}
