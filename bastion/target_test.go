@@ -40,7 +40,8 @@ func TestParseTarget(t *testing.T) {
 }
 
 func FuzzParseTarget(f *testing.F) {
-	for _, s := range []string{"web-1", "lab/web-1", "lab/", "/", "a/b/c", "\x00", "5a0b9d3c-6a39-4c5e-9d57-2f0c1f0e4b11", "127.0.0.1", "..", "%00", "@"} {
+	for _, s := range []string{"web-1", "lab/web-1", "lab/", "/", "a/b/c", "\x00", "5a0b9d3c-6a39-4c5e-9d57-2f0c1f0e4b11", "127.0.0.1", "..", "%00", "@",
+		"host:xs1", "lab/host:xs1", "uuid:5a0b9d3c-6a39-4c5e-9d57-2f0c1f0e4b11"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
@@ -48,12 +49,16 @@ func FuzzParseTarget(f *testing.F) {
 		if err != nil {
 			return
 		}
-		// What is accepted is printable UTF-8, bounded, and names a VM.
-		if got.Name == "" || len(s) > maxTargetLen || !utf8.ValidString(got.Name) || strings.ContainsAny(got.Name, "\x00\r\n") {
+		// What is accepted is printable UTF-8, bounded, and names a VM
+		// or a host.
+		name := got.Name + got.Host
+		if (got.Name == "") == (got.Host == "") || len(s) > maxTargetLen || !utf8.ValidString(name) || strings.ContainsAny(name, "\x00\r\n") {
 			t.Fatalf("ParseTarget(%q) accepted %+v", s, got)
 		}
-		if got.String() != s {
-			t.Fatalf("ParseTarget(%q).String() = %q", s, got.String())
+		// String gives it back as it was written (a "uuid:" prefix
+		// dropped): parsed again, it is the same target.
+		if again, err := ParseTarget(got.String(), []string{"lab"}); err != nil || again != got {
+			t.Fatalf("ParseTarget(%q).String() = %q, which parses as %+v, %v", s, got.String(), again, err)
 		}
 	})
 }
