@@ -140,6 +140,7 @@ type trackedConn struct {
 	// Guarded by srv.count.mu:
 	slot   string // the user whose connection slot this holds, once verified
 	authed bool   // authenticated: counted in srv.count.conns, not unauth
+	ended  bool   // accounted for by Close: counted nowhere any more
 }
 
 // unauthenticatedGone uncounts an unauthenticated connection from ip.
@@ -224,15 +225,20 @@ func (c *trackedConn) releaseLocked() {
 
 // authenticated is called once the connection has authenticated: it lifts
 // the handshake deadline and moves the connection from the unauthenticated
-// count to the authenticated ones.
-func (c *trackedConn) authenticated() {
+// count to the authenticated ones. It returns false if the connection has
+// been closed meanwhile (a shutdown closes connections still logging in,
+// from another goroutine): it is counted out and audited already.
+func (c *trackedConn) authenticated() bool {
 	c.authDone.Store(true)
 	c.Conn.SetDeadline(time.Time{})
 	cnt := &c.srv.count
 	cnt.mu.Lock()
 	defer cnt.mu.Unlock()
+	if c.ended {
+		return false
+	}
 	if c.authed {
-		return
+		return true
 	}
 	c.authed = true
 	cnt.unauthenticatedGone(c.st.ip)
@@ -241,6 +247,7 @@ func (c *trackedConn) authenticated() {
 		cnt.conns = map[*trackedConn]struct{}{}
 	}
 	cnt.conns[c] = struct{}{}
+	return true
 }
 
 func (c *trackedConn) Close() error {
@@ -254,6 +261,7 @@ func (c *trackedConn) account() {
 	s, st := c.srv, c.st
 	s.count.mu.Lock()
 	ok := c.authed
+	c.ended = true
 	c.releaseLocked()
 	if ok {
 		delete(s.count.conns, c)
@@ -342,7 +350,9 @@ func (s *Server) authConfig(st *connState) *gossh.ServerConfig {
 			if !ok {
 				return
 			}
-			st.conn.authenticated()
+			if !st.conn.authenticated() {
+				return
+			}
 			ev := st.event(EventAuthSuccess)
 			s.audit(ev, false)
 			s.log.Info("authenticated", "conn", st.id, "user", ev.User, "remote", ev.RemoteAddr, "key", ev.KeyFingerprint)

@@ -5,11 +5,13 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	gliderssh "github.com/gliderlabs/ssh"
 	gossh "golang.org/x/crypto/ssh"
 
 	"github.com/xenbastion/xenbastion/keys"
@@ -161,7 +163,7 @@ func TestDeadlineAfterAuthentication(t *testing.T) {
 func TestDeadlineLoginRace(t *testing.T) {
 	t.Parallel()
 	tc, dc, handshake := newDeadlineConn()
-	dc.before = tc.authenticated // lifts the deadline before the reader's reset lands
+	dc.before = func() { tc.authenticated() } // lifts the deadline before the reader's reset lands
 
 	tc.SetDeadline(time.Time{})
 	if n := len(dc.set); n != 2 || !dc.set[1].Equal(handshake) {
@@ -250,5 +252,61 @@ func TestLongUserName(t *testing.T) {
 	}
 	if n := s.count.userConsoles[name]; n != 0 {
 		t.Errorf("console slots still counted for the user after the session: %d", n)
+	}
+}
+
+type fakeGliderCtx struct {
+	gliderssh.Context
+	vals map[any]any
+}
+
+func (c *fakeGliderCtx) SetValue(k, v any) { c.vals[k] = v }
+
+// TestShutdownBetweenVerifyAndLogin: closeHandshakes closes a connection
+// whose key x/crypto has just verified (before the shutdown began) but
+// whose AuthLogCallback has not run yet. The connection is counted out
+// once, is left in no count, and gets one record (auth.failure).
+func TestShutdownBetweenVerifyAndLogin(t *testing.T) {
+	key := pubKey(t)
+	set := keys.NewKeySet([]keys.AuthorizedKey{{Key: key}})
+	p, err := NewPolicy([]User{{Name: "alice", Keys: set, Allow: []Rule{{Pattern: "*"}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	audit, err := OpenAuditLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer audit.Close()
+	s := &Server{Policy: p, Audit: audit}
+	s.init()
+	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
+	tc := s.trackConn(&fakeGliderCtx{vals: map[any]any{}}, fakeNetConn{remote}).(*trackedConn)
+	st := tc.st
+	cfg := s.authConfig(st)
+	meta := fakeConnMeta{"alice", remote}
+	if _, err := cfg.VerifiedPublicKeyCallback(meta, key, nil, ""); err != nil {
+		t.Fatal(err)
+	}
+	// Shutdown begins here (Shutdown and Close do these two).
+	s.beginClose()
+	s.closeHandshakes()
+	// x/crypto goes on to AuthLogCallback: no I/O in between.
+	cfg.AuthLogCallback(meta, "publickey", nil)
+
+	s.count.mu.Lock()
+	unauth, conns := s.count.unauth, len(s.count.conns)
+	s.count.mu.Unlock()
+	if unauth != 0 {
+		t.Errorf("count.unauth = %d after the only connection ended, want 0", unauth)
+	}
+	if conns != 0 {
+		t.Errorf("%d closed connection(s) left in count.conns (drainConns waits closeGrace for them)", conns)
+	}
+	data, _ := os.ReadFile(path)
+	fail, ok := strings.Count(string(data), EventAuthFailure), strings.Count(string(data), EventAuthSuccess)
+	if fail+ok != 1 {
+		t.Errorf("one login got %d auth.failure and %d auth.success records", fail, ok)
 	}
 }
