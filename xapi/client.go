@@ -156,8 +156,8 @@ func NewClient(cfg Config) (*Client, error) {
 		cfg:    cfg,
 		log:    cfg.Logger.With("pool", cfg.Name),
 		now:    time.Now,
-		home:   "https://" + u.Host,
-		master: "https://" + u.Host,
+		home:   baseURL(u.Host),
+		master: baseURL(u.Host),
 		tls:    base,
 		known:  known,
 		cache:  newLookupCache(cmp.Or(cfg.CacheTTL, defaultCacheTTL)),
@@ -432,11 +432,12 @@ func (c *Client) dropSession(session string) {
 }
 
 // silent says whether err, from a call that ctx did not end, is the host
-// not answering (no connection, no reply, or not an XML-RPC one) rather
-// than xapi's answer.
+// not answering: no connection could be made to it. A slow or odd reply
+// is not: the host is there, and dropping its session would only cost a
+// login and leave the session open on the pool.
 func silent(ctx context.Context, err error) bool {
-	var xe *Error
-	return err != nil && !errors.As(err, &xe) && ctx.Err() == nil
+	var oe *net.OpError
+	return ctx.Err() == nil && errors.As(err, &oe) && oe.Op == "dial"
 }
 
 // leaveMaster is for a master that did not answer (err): session is
@@ -445,7 +446,9 @@ func silent(ctx context.Context, err error) bool {
 // whether a call should log in and try again.
 func (c *Client) leaveMaster(master, session string, err error) bool {
 	c.mu.Lock()
-	moved := c.master == master && master != c.home // else another caller has moved it
+	// Not if another caller has moved the master meanwhile, or logged in
+	// again (the session now in use goes with the master it came from).
+	moved := c.master == master && master != c.home && (c.session == session || c.session == "")
 	if moved {
 		c.master = c.home
 	}
@@ -482,10 +485,7 @@ const maxKnownHosts = 64
 // noteHost remembers a host of the pool (HOST:PORT, or a base URL) to ask
 // for the master if the master stops answering.
 func (c *Client) noteHost(host string) {
-	u := host
-	if !strings.HasPrefix(u, "https://") {
-		u = "https://" + host
-	}
+	u := baseURL(strings.TrimPrefix(host, "https://"))
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if u == c.home || slices.Contains(c.hosts, u) || len(c.hosts) >= maxKnownHosts {
@@ -536,7 +536,14 @@ func (c *Client) Close(ctx context.Context) error {
 // (port 443 implied); "host:port" and "[v6]:port" are accepted too.
 func hostURL(addr string) string {
 	// A zone ("fe80::1%eth0") is written %25 in a URL.
-	return "https://" + strings.Replace(hostPort(addr, ""), "%", "%25", 1)
+	return baseURL(strings.Replace(hostPort(addr, ""), "%", "%25", 1))
+}
+
+// baseURL is the base URL of the host at hostport (a URL's host), written
+// one way whatever way it came (":443" left out), so that the client can
+// tell a host it knows from the same host named again.
+func baseURL(hostport string) string {
+	return "https://" + strings.TrimSuffix(hostport, ":443")
 }
 
 // hostPort returns addr as a URL host: IPv6 addresses bracketed, and port

@@ -1888,3 +1888,101 @@ func TestFindVMNamedLikeAUUID(t *testing.T) {
 		t.Errorf("FindVMs(its UUID) found %q", vm.Name)
 	}
 }
+
+// slowOnce delays the first request whose body holds method until its
+// context ends: a live master that is slow to answer one call.
+type slowOnce struct {
+	next   http.RoundTripper
+	method string
+	done   atomic.Bool
+}
+
+func (s *slowOnce) RoundTrip(r *http.Request) (*http.Response, error) {
+	body, _ := io.ReadAll(r.Body)
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	if bytes.Contains(body, []byte(s.method)) && s.done.CompareAndSwap(false, true) {
+		<-r.Context().Done()
+		return nil, r.Context().Err()
+	}
+	return s.next.RoundTrip(r)
+}
+
+// TestSlowCallKeepsSession: a call that outlasts cfg.Timeout on a live
+// master fails, and that is all: the master is not taken for dead, and its
+// session is neither dropped (left open on the pool) nor replaced.
+func TestSlowCallKeepsSession(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, xapitest.Options{})
+	c := newClient(t, p, func(cfg *Config) { cfg.Timeout = 300 * time.Millisecond })
+	must(t, c.Login(t.Context()))
+	c.http.Transport = &slowOnce{next: c.http.Transport, method: "VM.get_all_records"}
+	logins := p.Logins()
+	if _, err := c.VMs(t.Context()); err == nil {
+		t.Fatal("the slow call succeeded")
+	}
+	if n := p.Logins() - logins; n != 0 {
+		t.Errorf("%d new login(s) after one slow reply from a live master", n)
+	}
+	if n := p.Sessions(); n != 1 {
+		t.Errorf("the pool holds %d sessions of the client, want 1 (one was dropped without a logout)", n)
+	}
+}
+
+// TestDeadMasterAskedOnce: xapi names a master by bare address
+// (HOST_IS_SLAVE), a console location's host comes with ":443": the client
+// knows them for one host, and a login asks a dead one once, not twice
+// (each up to cfg.Timeout for a host that drops packets).
+func TestDeadMasterAskedOnce(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, xapitest.Options{})
+	c := newClient(t, p) // home: host 0
+	must(t, p.MoveMaster(1))
+	const dead = "192.0.2.7:443"
+	var mu sync.Mutex
+	dials := map[string]int{}
+	home := p.Host(0).Address()
+	c.dialer.Control = func(_, address string, _ syscall.RawConn) error {
+		mu.Lock()
+		dials[address]++
+		mu.Unlock()
+		if address == dead || address == home {
+			return errors.New("down")
+		}
+		return nil
+	}
+	c.mu.Lock()
+	c.master = hostURL("192.0.2.7") // as HOST_IS_SLAVE named it
+	c.mu.Unlock()
+	c.noteHost("192.0.2.7:443")     // as dialLocation noted its console host
+	c.noteHost(p.Host(1).Address()) // a live member
+	if err := c.Login(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if n := dials[dead]; n != 1 {
+		t.Errorf("one login dialled the dead master %d times (hosts %q)", n, c.hosts)
+	}
+}
+
+// TestLeaveMasterKeepsOtherSession: a call with an old session fails to
+// reach master M after another caller has logged in again at M. The
+// master stays M, with the new session that goes with it; moving it home
+// sent that session to a member, which refused it, and cost a login.
+func TestLeaveMasterKeepsOtherSession(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, xapitest.Options{})
+	c := newClient(t, p) // home: host 0, a member after the move
+	must(t, p.MoveMaster(1))
+	must(t, c.Login(t.Context()))
+	m := c.Master()
+	c.leaveMaster(m, "OpaqueRef:an-older-session", errors.New("context deadline exceeded"))
+	logins := p.Logins()
+	findVM(t, c, "db-1")
+	if n := p.Logins() - logins; n != 0 {
+		t.Errorf("%d login(s) after a stale caller's timeout; master %s", n, c.Master())
+	}
+	if n := p.Sessions(); n != 1 {
+		t.Errorf("the pool holds %d sessions of the client, want 1", n)
+	}
+}
