@@ -85,6 +85,7 @@ type counters struct {
 	userConsoles map[string]int
 	sources      map[netip.Addr]*source
 	swept        time.Time                    // when sources was last swept
+	full         bool                         // sources is full of blocked ones (shed freed nothing)
 	conns        map[*trackedConn]struct{}    // authenticated connections, for reloads
 	handshaking  map[*trackedConn]struct{}    // the others, for shutdown
 	consoles     map[*consoleSession]struct{} // open consoles, for reloads
@@ -129,8 +130,14 @@ func (c *counters) authFailed(ip netip.Addr, l Limits, now time.Time) (blocks bo
 	if len(c.sources) > sweepAbove && now.Sub(c.swept) >= time.Minute {
 		c.sweep(now)
 	}
-	if len(c.sources) >= maxSources {
-		c.shed(now)
+	if len(c.sources) >= maxSources && !c.full {
+		c.shed(now, ip)
+		c.full = len(c.sources) >= maxSources
+	}
+	if c.full && c.sources[ip] == nil {
+		// Blocked sources fill the table: this one goes uncounted
+		// until a sweep makes room.
+		return false
 	}
 	src := c.sources[ip]
 	if src == nil {
@@ -157,7 +164,7 @@ const (
 
 // sweep forgets sources that are neither blocked nor recently seen.
 func (c *counters) sweep(now time.Time) {
-	c.swept = now
+	c.swept, c.full = now, false
 	for ip, src := range c.sources {
 		if now.After(src.blockedUntil) && now.Sub(src.lastSeen) > 10*time.Minute {
 			delete(c.sources, ip)
@@ -165,14 +172,14 @@ func (c *counters) sweep(now time.Time) {
 	}
 }
 
-// shed forgets sources that are not blocked until the table is down to
-// sweepAbove, or only blocked ones are left.
-func (c *counters) shed(now time.Time) {
+// shed forgets sources that are not blocked, but keep, until the table is
+// down to sweepAbove, or only blocked ones are left.
+func (c *counters) shed(now time.Time, keep netip.Addr) {
 	for ip, src := range c.sources {
 		if len(c.sources) <= sweepAbove {
 			return
 		}
-		if !now.Before(src.blockedUntil) {
+		if ip != keep && !now.Before(src.blockedUntil) {
 			delete(c.sources, ip)
 		}
 	}

@@ -66,3 +66,32 @@ func TestFailedLoginsWithBlockingOff(t *testing.T) {
 		t.Error("source blocked with auth_block off")
 	}
 }
+
+// TestFailedLoginTableFullOfBlocks: when blocked sources fill the table,
+// a new source goes uncounted (nothing can be shed for it) and failures
+// stop walking the table for room until the next sweep.
+func TestFailedLoginTableFullOfBlocks(t *testing.T) {
+	var c counters
+	l := Limits{AuthFailuresPerMinute: 1}.withDefaults()
+	now := time.Unix(1_800_000_000, 0)
+	addr := func(i int) netip.Addr {
+		a := netip.MustParseAddr("2001:db8::").As16()
+		a[12], a[13], a[14], a[15] = byte(i>>24), byte(i>>16), byte(i>>8), byte(i)
+		return netip.AddrFrom16(a)
+	}
+	for i := range maxSources {
+		c.authFailed(addr(i), l, now)
+		if !c.authFailed(addr(i), l, now) {
+			t.Fatalf("source %d not blocked after 2 failures at 1 a minute", i)
+		}
+	}
+	if c.authFailed(addr(maxSources), l, now) || c.sources[addr(maxSources)] != nil {
+		t.Error("a new source was counted in a table full of blocked ones")
+	}
+	if !c.full {
+		t.Error("the table is not marked full: every failure would walk it again")
+	}
+	if len(c.sources) != maxSources {
+		t.Errorf("%d sources, want %d (all blocked)", len(c.sources), maxSources)
+	}
+}

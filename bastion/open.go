@@ -107,7 +107,7 @@ func (s *Server) find(ctx context.Context, user string, raw string, proto xapi.P
 		return nil, xapi.VM{}, &denial{msg: fmt.Sprintf(msgNoSuchVM, raw), reason: reason, code: gossh.Prohibited}
 	case errors.As(err, &amb):
 		return nil, xapi.VM{}, &denial{
-			msg:    fmt.Sprintf("%q names several VMs; use one of their UUIDs: %s", raw, strings.Join(amb.UUIDs, ", ")),
+			msg:    fmt.Sprintf("%q names several VMs; use one of their UUIDs: %s", raw, shown(strings.Join(amb.UUIDs, ", "))),
 			reason: "ambiguous name", code: gossh.ConnectionFailed,
 		}
 	case err != nil:

@@ -95,7 +95,7 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		}
 	}()
 
-	_, winCh, isPty := sess.Pty()
+	pty, winCh, isPty := sess.Pty()
 	st := stateOf(sess.Context())
 	ss := &session{
 		srv:  s,
@@ -105,6 +105,10 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		pty:  isPty,
 		out:  sess,
 		raw:  rawChannel(sess),
+		// The size asked for with the PTY; followWindow takes the
+		// changes (sess.Pty() read again would race with gliderlabs'
+		// writes of them).
+		win: pty.Window,
 	}
 	// The prompt stops reading when the session ends or the server shuts
 	// down.
@@ -203,12 +207,7 @@ func (ss *session) prompt() int {
 	}{promptInput{ss.in}, ss.raw}, "xenbastion> ")
 	ss.mu.Lock()
 	ss.term = t
-	w := ss.win
-	if w.Width == 0 { // followWindow has not taken the first size yet
-		pty, _, _ := ss.sess.Pty()
-		w = pty.Window
-	}
-	if w.Width > 0 && w.Height > 0 {
+	if w := ss.win; w.Width > 0 && w.Height > 0 {
 		t.SetSize(w.Width, w.Height)
 	}
 	ss.mu.Unlock()
