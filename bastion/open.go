@@ -157,7 +157,14 @@ func (s *Server) open(ctx context.Context, st *connState, raw string, p xapi.Pro
 	}
 	cs, err := s.begin(ctx, st, vm, p, via)
 	if err != nil {
-		d := &denial{msg: beginFailure(err), reason: beginFailure(err), code: gossh.ConnectionFailed, vm: &vm, err: err}
+		reason := EndAuditFailed
+		switch {
+		case errors.Is(err, errShutdown):
+			reason = EndShutdown
+		case errors.Is(err, errRevoked):
+			reason = EndRevoked
+		}
+		d := &denial{msg: beginFailure(err), reason: reason, code: gossh.ConnectionFailed, vm: &vm, err: err}
 		if !errors.Is(err, errShutdown) && !errors.Is(err, errRevoked) {
 			return nil, nil, d // no audit record can be written
 		}
