@@ -15,10 +15,14 @@
 //     VerifiedPublicKeyCallback calls it with the name of the signed
 //     request (never the first request's name, which a client may change)
 //     and takes the user's connection slot; AuthLogCallback records
-//     auth.success. Passwords and keyboard-interactive are never offered.
+//     auth.success and checks the key once more against the policy in
+//     force (a reload may have revoked it meanwhile). Passwords and
+//     keyboard-interactive are never offered.
 //  2. channel.go and server.go: "session" and "direct-tcpip" are the only
 //     channel types served; global requests (remote forwards) and
-//     subsystems are refused, and so are agent, X11 and env requests.
+//     subsystems are refused, and so are agent, X11 and env requests. A
+//     certificate without permit-pty gets no PTY, and one without
+//     permit-port-forwarding no forward (a console.denied record).
 //  3. forward.go: a direct-tcpip channel ("ssh -L/-W/-D") must target port
 //     5900; its host names a VM. session.go: a session runs "list",
 //     "console VM", "help", or a prompt.
@@ -39,7 +43,9 @@
 //     or the server shuts down, and always writes console.end with the byte
 //     counts and the reason.
 //
-// Shutdown stops accepting, cancels the server's base context (every relay
+// Shutdown stops accepting, closes the connections still logging in (their
+// auth.failure records say "server shutting down"), cancels the server's
+// base context (every relay
 // watches it and ends with reason "server shutdown"), waits for the
 // handlers to write their records, ends each connection's stream and
 // gives the clients a moment to close them, then closes what is left.

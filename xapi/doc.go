@@ -4,7 +4,11 @@
 //
 // A [Client] logs in once with the configured credentials and reuses the
 // session for every call. It logs in again when XAPI says SESSION_INVALID,
-// follows HOST_IS_SLAVE to the pool master, and gives every call a deadline
+// follows HOST_IS_SLAVE to the pool master, looks for the master again from
+// the configured host, then from the other hosts it has met, when no
+// connection can be made to it (a failover), makes no new login for 30 s
+// (doubling to 5 minutes) after SESSION_AUTHENTICATION_FAILED, and gives
+// every call a deadline
 // (kolo/xmlrpc takes no context, so the client drives the HTTP request
 // itself and uses kolo/xmlrpc only to encode calls and decode replies).
 //

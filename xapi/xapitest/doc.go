@@ -14,7 +14,8 @@
 //	// p.Fingerprints() or p.CertPool()
 //
 // What it speaks is what xapi speaks on the wire (see
-// docs/xapi-consoles.md):
+// ../shared/docs/xapi-consoles.md beside the repository, as DEVELOPERS.md
+// says):
 //
 //   - XML-RPC on POST to any path: every reply a struct {Status, Value} or
 //     {Status, ErrorDescription}, strings, refs, enums and 64-bit ints as
