@@ -218,6 +218,21 @@ func TestReloadBetweenVerifyAndLogin(t *testing.T) {
 	}
 }
 
+// newTestServer returns a server with policy p and an audit log in a
+// temporary directory, whose path it also returns.
+func newTestServer(t *testing.T, p *Policy) (*Server, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	audit, err := OpenAuditLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { audit.Close() })
+	s := &Server{Policy: p, Audit: audit}
+	s.init()
+	return s, path
+}
+
 // TestLongUserName: a configured user whose name is longer than the audit
 // record keeps of it (maxAuditTarget). The console is decided, and its slot
 // taken and given back, under the whole name, not the record's.
@@ -227,13 +242,7 @@ func TestLongUserName(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	audit, err := OpenAuditLog(filepath.Join(t.TempDir(), "audit.jsonl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer audit.Close()
-	s := &Server{Policy: p, Audit: audit}
-	s.init()
+	s, _ := newTestServer(t, p)
 	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
 	st := &connState{id: "c", remote: remote.String(), user: name}
 	st.conn = &trackedConn{Conn: fakeNetConn{remote}, srv: s, st: st}
@@ -273,14 +282,7 @@ func TestShutdownBetweenVerifyAndLogin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	audit, err := OpenAuditLog(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer audit.Close()
-	s := &Server{Policy: p, Audit: audit}
-	s.init()
+	s, path := newTestServer(t, p)
 	remote := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 50000}
 	tc := s.trackConn(&fakeGliderCtx{vals: map[any]any{}}, fakeNetConn{remote}).(*trackedConn)
 	st := tc.st

@@ -157,15 +157,8 @@ func (s *Server) open(ctx context.Context, st *connState, raw string, p xapi.Pro
 	}
 	cs, err := s.begin(ctx, st, vm, p, via)
 	if err != nil {
-		reason := EndAuditFailed
-		switch {
-		case errors.Is(err, errShutdown):
-			reason = EndShutdown
-		case errors.Is(err, errRevoked):
-			reason = EndRevoked
-		}
-		d := &denial{msg: beginFailure(err), reason: reason, code: gossh.ConnectionFailed, vm: &vm, err: err}
-		if !errors.Is(err, errShutdown) && !errors.Is(err, errRevoked) {
+		d := beginDenial(err, &vm)
+		if d.reason == EndAuditFailed {
 			return nil, nil, d // no audit record can be written
 		}
 		return refused(d)
@@ -181,7 +174,7 @@ func (s *Server) open(ctx context.Context, st *connState, raw string, p xapi.Pro
 		r.conn.Close()
 		cs.logStart()
 		cs.end(EndAuditFailed)
-		return nil, nil, &denial{msg: beginFailure(r.syncErr), reason: EndAuditFailed, code: gossh.ConnectionFailed, vm: &vm, err: r.syncErr}
+		return nil, nil, beginDenial(r.syncErr, &vm)
 	}
 	return cs, r.conn, nil
 }
@@ -253,7 +246,7 @@ func (s *Server) dialDenial(ctx context.Context, pool Pool, vm xapi.VM, p xapi.P
 		s.poolError(ctx, pool.Name(), "console host certificate refused", err)
 		return d
 	case s.base.Err() != nil:
-		d.msg, d.reason = beginFailure(errShutdown), EndShutdown
+		d.msg, d.reason = msgShuttingDown, EndShutdown
 	case errors.Is(ctx.Err(), context.Canceled):
 		// Not the open's deadline: the client's connection went (as
 		// endReason takes any other end of a session's context).
@@ -337,13 +330,21 @@ func (s *Server) refuse(st *connState, target string, p xapi.Protocol, via strin
 	s.log.Info("console refused", "conn", st.id, "user", ev.User, "target", ev.Target, "via", via, "reason", d.reason, "err", d.err)
 }
 
-// beginFailure is what the user is told when begin refuses.
-func beginFailure(err error) string {
+// msgShuttingDown is what a user is told of a console the shutdown refused.
+const msgShuttingDown = "the bastion is shutting down"
+
+// beginDenial is the denial of a console that begin refused (err), or whose
+// console.start could not be synced: the shutdown, a reload's revocation,
+// or the audit log failing.
+func beginDenial(err error, vm *xapi.VM) *denial {
+	d := &denial{code: gossh.ConnectionFailed, vm: vm, err: err}
 	switch {
 	case errors.Is(err, errShutdown):
-		return "the bastion is shutting down"
+		d.msg, d.reason = msgShuttingDown, EndShutdown
 	case errors.Is(err, errRevoked):
-		return "access revoked"
+		d.msg, d.reason = EndRevoked, EndRevoked
+	default:
+		d.msg, d.reason = "the bastion cannot write its audit log; no console is opened", EndAuditFailed
 	}
-	return "the bastion cannot write its audit log; no console is opened"
+	return d
 }

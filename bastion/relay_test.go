@@ -8,11 +8,8 @@ import (
 	"testing"
 	"time"
 
-	gossh "golang.org/x/crypto/ssh"
-
 	"github.com/xenbastion/xenbastion/bastion"
 	"github.com/xenbastion/xenbastion/bastion/bastiontest"
-	"github.com/xenbastion/xenbastion/internal/testtool"
 	"github.com/xenbastion/xenbastion/xapi"
 	"github.com/xenbastion/xenbastion/xapi/xapitest"
 )
@@ -103,29 +100,12 @@ func TestBytesOutCountsPartialWrite(t *testing.T) {
 func TestTypedAfterDetach(t *testing.T) {
 	t.Parallel()
 	b := bastiontest.Start(t, bastiontest.Options{})
-	sess, err := b.Dial(t, "alice").NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
-	if err := sess.RequestPty("xterm", 24, 80, gossh.TerminalModes{}); err != nil {
-		t.Fatal(err)
-	}
-	in, err := sess.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out testtool.SyncBuffer
-	sess.Stdout, sess.Stderr = &out, &out
-	if err := sess.Shell(); err != nil {
-		t.Fatal(err)
-	}
-	waitFor(t, &out, "xenbastion> ")
+	_, _, in, out := promptSession(t, b, 80)
 	io.WriteString(in, "console web-1\r")
-	waitFor(t, &out, "Ctrl-] to detach")
+	waitFor(t, out, "Ctrl-] to detach")
 	io.WriteString(in, "\x1dbogus\r") // one write: one channel data packet
-	waitFor(t, &out, "detached from web-1")
-	waitFor(t, &out, `unknown command "bogus"`)
+	waitFor(t, out, "detached from web-1")
+	waitFor(t, out, `unknown command "bogus"`)
 	if strings.Contains(out.String(), "root@web-1:~# bogus") {
 		t.Error("what came after Ctrl-] went to the console")
 	}
