@@ -74,8 +74,18 @@ func (ss *session) followWindow(winCh <-chan gliderssh.Window) {
 		t := ss.term
 		ss.mu.Unlock()
 		if t != nil {
-			t.SetSize(w.Width, w.Height)
+			fitTerminal(t, w)
 		}
+	}
+}
+
+// fitTerminal gives the line editor the terminal's size, if the client
+// said one: a client without a terminal of its own ("ssh -tt" from a pipe)
+// asks for a PTY of 0x0, which would make the editor break every line
+// after each character.
+func fitTerminal(t *term.Terminal, w gliderssh.Window) {
+	if w.Width > 0 && w.Height > 0 {
+		t.SetSize(w.Width, w.Height)
 	}
 }
 
@@ -207,9 +217,7 @@ func (ss *session) prompt() int {
 	}{promptInput{ss.in}, ss.raw}, "xenbastion> ")
 	ss.mu.Lock()
 	ss.term = t
-	if w := ss.win; w.Width > 0 && w.Height > 0 {
-		t.SetSize(w.Width, w.Height)
-	}
+	fitTerminal(t, ss.win)
 	ss.mu.Unlock()
 	fmt.Fprintf(t, "Welcome, %s. Type \"help\" for the commands, \"exit\" to leave.\n", ss.user)
 	for {

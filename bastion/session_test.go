@@ -177,3 +177,17 @@ func TestPromptCtrlC(t *testing.T) {
 		t.Errorf("Ctrl-C did not drop the line: %q", out.String())
 	}
 }
+
+// TestPromptWithoutSize: a client without a terminal of its own ("ssh -tt"
+// from a pipe) asks for a PTY of 0x0; the prompt keeps its default width
+// instead of breaking the line after every character.
+func TestPromptWithoutSize(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{})
+	_, _, in, out := promptSession(t, b, 0)
+	io.WriteString(in, "help\r")
+	waitFor(t, out, "console VM")
+	if strings.Contains(out.String(), "h\r\ne\r\n") {
+		t.Errorf("the prompt breaks every character: %q", out.String())
+	}
+}
