@@ -16,8 +16,9 @@ import (
 //	POOL/glob     the same, in pools matching the POOL glob
 //	uuid:UUID     the VM with this UUID
 //	tag:NAME      VMs that carry a XAPI tag matching NAME (a glob)
-//	host:NAME     the control domain (dom0) consoles of host NAME, which
-//	              must be named exactly: globs never reach a control domain
+//	host:NAME     the control domain (dom0) consoles of host NAME (its name
+//	              label or its hostname), which must be named exactly:
+//	              globs never reach a control domain
 //
 // Any pattern may be prefixed with "POOL/". Consoles limits the rule to
 // those console protocols; empty means rfb and vt100.
@@ -215,7 +216,8 @@ func (r *rule) matches(vm xapi.VM, proto xapi.Protocol, deny bool) bool {
 		}
 		return false
 	case "host":
-		return vm.IsControlDomain && vm.Host == r.value
+		// By name label or hostname, as a host: target finds it.
+		return vm.IsControlDomain && (vm.Host == r.value || vm.HostName != "" && vm.HostName == r.value)
 	}
 	return globMatch(r.value, vm.Name)
 }

@@ -13,7 +13,7 @@ func TestDecide(t *testing.T) {
 	web := xapi.VM{Pool: "lab", Name: "web-1", UUID: webUUID, Tags: []string{"web", "prod"}}
 	db := xapi.VM{Pool: "lab", Name: "db-1", UUID: "11111111-2222-3333-4444-555555555555", Tags: []string{"db"}}
 	prodWeb := xapi.VM{Pool: "prod", Name: "web-1", UUID: "22222222-2222-3333-4444-555555555555"}
-	dom0 := xapi.VM{Pool: "lab", Name: "Control domain on host: xs1", UUID: "33333333-2222-3333-4444-555555555555", IsControlDomain: true, Host: "xs1"}
+	dom0 := xapi.VM{Pool: "lab", Name: "Control domain on host: xs1", UUID: "33333333-2222-3333-4444-555555555555", IsControlDomain: true, Host: "xs1", HostName: "xs1.lab.example"}
 	r := func(p string, consoles ...xapi.Protocol) Rule { return Rule{Pattern: p, Consoles: consoles} }
 	tests := []struct {
 		name        string
@@ -45,6 +45,8 @@ func TestDecide(t *testing.T) {
 		{name: "host named", allow: []Rule{r("host:xs1")}, vm: dom0, proto: xapi.VT100, want: true},
 		{name: "host in pool", allow: []Rule{r("lab/host:xs1")}, vm: dom0, proto: xapi.VT100, want: true},
 		{name: "other host", allow: []Rule{r("host:xs2")}, vm: dom0, proto: xapi.VT100},
+		{name: "host by hostname", allow: []Rule{r("host:xs1.lab.example")}, vm: dom0, proto: xapi.VT100, want: true},
+		{name: "deny host by hostname", allow: []Rule{r("host:xs1")}, deny: []Rule{r("host:xs1.lab.example")}, vm: dom0, proto: xapi.VT100, rule: "deny host:xs1.lab.example"},
 		{name: "deny star reaches a control domain", allow: []Rule{r("host:xs1")}, deny: []Rule{r("*")}, vm: dom0, proto: xapi.VT100},
 		{name: "host rule is not a guest rule", allow: []Rule{r("host:xs1")}, vm: web, proto: xapi.VT100},
 		{name: "group allow", groups: []Group{{Name: "ops", Members: []string{"u"}, Allow: []Rule{r("db-*")}}}, vm: db, proto: xapi.RFB, want: true, rule: "group ops: allow db-*"},

@@ -566,11 +566,14 @@ func TestVMs(t *testing.T) {
 }
 
 // TestControlDomains: a host's control domain is found by the host's name
-// and its consoles open like a guest's (at ?ref= locations).
+// label or hostname, with both set, and its consoles open like a guest's
+// (at ?ref= locations).
 func TestControlDomains(t *testing.T) {
 	t.Parallel()
 	p := newPool(t, xapitest.Options{})
+	p.Host(1).SetNameLabel("xs-one")
 	c := newClient(t, p)
+	label := func(i int) string { return []string{"host-0", "xs-one"}[i] }
 	tests := []struct {
 		name  string
 		host  string
@@ -578,7 +581,8 @@ func TestControlDomains(t *testing.T) {
 		proto Protocol
 	}{
 		{name: "master rfb", host: "host-0", want: 0, proto: RFB},
-		{name: "member vt100", host: "host-1", want: 1, proto: VT100},
+		{name: "member vt100 by hostname", host: "host-1", want: 1, proto: VT100},
+		{name: "member by name label", host: "xs-one", want: 1, proto: RFB},
 		{name: "unknown host", host: "host-9", want: -1},
 		{name: "guest name", host: "web-1", want: -1},
 	}
@@ -599,8 +603,8 @@ func TestControlDomains(t *testing.T) {
 				t.Fatalf("ControlDomains(%q) = %+v, want one", tt.host, vms)
 			}
 			vm, h := vms[0], p.Host(tt.want)
-			if !vm.IsControlDomain || vm.Host != h.Hostname() || !vm.Running() || vm.ResidentOn != h.Ref() || vm.Pool != "lab" {
-				t.Errorf("control domain %+v, want one running on %s", vm, h.Hostname())
+			if !vm.IsControlDomain || vm.Host != label(tt.want) || vm.HostName != h.Hostname() || !vm.Running() || vm.ResidentOn != h.Ref() || vm.Pool != "lab" {
+				t.Errorf("control domain %+v, want one running on %s (%s)", vm, label(tt.want), h.Hostname())
 			}
 			con, err := c.Console(t.Context(), vm, tt.proto)
 			if err != nil {
@@ -612,6 +616,25 @@ func TestControlDomains(t *testing.T) {
 			checkConsole(t, dial(t, c, vm, tt.proto), tt.proto)
 		})
 	}
+	t.Run("listed", func(t *testing.T) {
+		t.Parallel()
+		vms, err := c.VMs(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var found int
+		for _, vm := range vms {
+			if vm.IsControlDomain && vm.ResidentOn == p.Host(1).Ref() {
+				found++
+				if vm.Host != "xs-one" || vm.HostName != "host-1" {
+					t.Errorf("listed control domain has Host %q, HostName %q; want xs-one, host-1", vm.Host, vm.HostName)
+				}
+			}
+		}
+		if found != 1 {
+			t.Errorf("VMs lists %d control domains of host 1, want 1", found)
+		}
+	})
 }
 
 // TestDecodeEmptyValues: xapi writes an empty string as a bare

@@ -42,8 +42,9 @@ type VM struct {
 	Tags       []string
 	// IsControlDomain is true for a host's dom0.
 	IsControlDomain bool
-	// Host is, for a control domain, the name label of its host.
-	Host string
+	// Host is, for a control domain, the name label of its host, and
+	// HostName that host's hostname.
+	Host, HostName string
 	// Consoles are the VM's consoles (empty when other_config:disable_pv_vnc
 	// is set). Locations are filled only by calls that read console records
 	// ([Client.VMs], [Client.Console]); [Client.FindVMs] leaves them empty.
@@ -154,7 +155,8 @@ func (c *Client) VMs(ctx context.Context) ([]VM, error) {
 		}
 		v := c.vmFromRecord(ref, &r)
 		if r.IsControlDomain {
-			v.Host = hosts[r.ResidentOn].NameLabel
+			h := hosts[r.ResidentOn]
+			v.Host, v.HostName = h.NameLabel, h.Hostname
 		}
 		for _, cref := range v.consoleRefs {
 			if cr, ok := cons[cref]; ok {
@@ -231,7 +233,7 @@ func (c *Client) findVMs(ctx context.Context, target string) ([]VM, error) {
 }
 
 // ControlDomains returns the control domain of each host whose name label
-// or hostname is host (normally one), with Host set to the name label.
+// or hostname is host (normally one), with Host and HostName set.
 func (c *Client) ControlDomains(ctx context.Context, host string) ([]VM, error) {
 	var hosts map[string]hostRecord
 	if err := call(ctx, c, "host.get_all_records", &hosts); err != nil {
@@ -247,7 +249,7 @@ func (c *Client) ControlDomains(ctx context.Context, host string) ([]VM, error) 
 			return nil, err
 		}
 		v := c.vmFromRecord(h.ControlDomain, &r)
-		v.Host = h.NameLabel
+		v.Host, v.HostName = h.NameLabel, h.Hostname
 		out = append(out, v)
 	}
 	return out, nil
@@ -372,8 +374,8 @@ func (c *Client) refresh(ctx context.Context, vm VM) (VM, error) {
 	if err != nil {
 		return vm, err
 	}
-	host := vm.Host
+	host, hostName := vm.Host, vm.HostName
 	vm = c.vmFromRecord(vm.Ref, &r)
-	vm.Host = host
+	vm.Host, vm.HostName = host, hostName
 	return vm, nil
 }

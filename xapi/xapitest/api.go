@@ -334,7 +334,7 @@ func (p *Pool) record(class, ref string) (record, bool) {
 			}
 			return record{
 				{"uuid", h.uuid},
-				{"name_label", h.hostname},
+				{"name_label", h.nameLabel()},
 				{"hostname", h.hostname},
 				{"address", h.addr},
 				{"enabled", true},

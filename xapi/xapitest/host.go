@@ -2,6 +2,7 @@ package xapitest
 
 import (
 	"bufio"
+	"cmp"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -23,6 +24,7 @@ type Host struct {
 	ref      string
 	uuid     string
 	hostname string
+	label    string // name_label when set apart from hostname; guarded by pool.mu
 	addr     string // "127.0.0.1:PORT" or "[::1]:PORT"
 	cert     *hostCert
 	ln       net.Listener
@@ -38,8 +40,20 @@ func (h *Host) Ref() string { return h.ref }
 // UUID returns the host's UUID.
 func (h *Host) UUID() string { return h.uuid }
 
-// Hostname returns the host's hostname and name_label, "host-N".
+// Hostname returns the host's hostname, "host-N", which is also its
+// name_label unless SetNameLabel changed that.
 func (h *Host) Hostname() string { return h.hostname }
+
+// SetNameLabel gives the host a name_label apart from its hostname, as
+// host.set_name_label does (the control domain keeps its name).
+func (h *Host) SetNameLabel(label string) {
+	h.pool.mu.Lock()
+	h.label = label
+	h.pool.mu.Unlock()
+}
+
+// nameLabel returns the host's name_label; the caller holds pool.mu.
+func (h *Host) nameLabel() string { return cmp.Or(h.label, h.hostname) }
 
 // Address returns the host's "127.0.0.1:PORT" (or "[::1]:PORT"). The
 // simulator reports this, port included, wherever xapi reports a host's
