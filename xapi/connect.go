@@ -418,9 +418,18 @@ func (c *consoleConn) runAfter() {
 	}
 }
 
-// Close closes the connection.
+// closeNotifyWait bounds how long Close waits to send its close_notify
+// alert. crypto/tls waits up to 5 s, and a host that has stopped reading,
+// with the connection's buffers full, would make it wait all of that: the
+// session's end (its console.end record, its channel's close) with it.
+const closeNotifyWait = 250 * time.Millisecond
+
+// Close sends close_notify, waiting closeNotifyWait at most, and closes
+// the connection.
 func (c *consoleConn) Close() error {
 	c.runAfter()
+	t := time.AfterFunc(closeNotifyWait, func() { c.Conn.NetConn().Close() })
+	defer t.Stop()
 	return c.Conn.Close()
 }
 

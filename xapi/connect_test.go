@@ -153,3 +153,57 @@ func TestConnectGivesUpWhenCancelled(t *testing.T) {
 		}
 	}
 }
+
+// TestCloseWhenHostStopsReading: closing a console whose host has stopped
+// reading does not wait for crypto/tls's 5 s close_notify deadline, which
+// would hold up the end of the session (its console.end record, its
+// channel's close) for as long.
+func TestCloseWhenHostStopsReading(t *testing.T) {
+	t.Parallel()
+	p := newPool(t, xapitest.Options{})
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	p.AddVM(xapitest.VMSpec{Name: "stuck", Backend: func(rw io.ReadWriter) error {
+		if _, err := io.WriteString(rw, "hello"); err != nil {
+			return err
+		}
+		<-release // reads nothing more
+		return nil
+	}})
+	c := newClient(t, p)
+	conn, err := c.DialConsole(t.Context(), findVM(t, c, "stuck"), RFB)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fill the buffers toward the host until a write cannot go on.
+	if err := conn.SetWriteDeadline(time.Now().Add(500 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	chunk := make([]byte, 64<<10)
+	for {
+		if _, err := conn.Write(chunk); err != nil {
+			break
+		}
+	}
+	// And the last bytes of room, which a write that timed out can leave
+	// (the server reads nothing, so corrupting the stream is harmless).
+	raw := conn.(*consoleConn).NetConn()
+	if err := raw.SetWriteDeadline(time.Now().Add(300 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := raw.Write([]byte{0}); err != nil {
+			break
+		}
+	}
+	if err := conn.SetWriteDeadline(time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	conn.Close()
+	// Without a bound Close takes 5 s; with it, closeNotifyWait. The
+	// margin is wide, for a loaded machine.
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Close took %v with a host that does not read", d.Round(time.Millisecond))
+	}
+}
