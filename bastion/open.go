@@ -163,7 +163,22 @@ func (s *Server) open(ctx context.Context, st *connState, raw string, p xapi.Pro
 		}
 		return refused(d)
 	}
+	// A reload that takes the user's access away, a shutdown or the
+	// client leaving ends the session, and so stops the dial.
+	defer context.AfterFunc(cs.ctx, cancel)()
 	r := s.dialWhileSyncing(octx, pool, vm, p)
+	if cause := context.Cause(cs.ctx); cause != nil {
+		// Checked after the dial too: had it been answered just before,
+		// the console's first bytes would reach a client that may no
+		// longer see them.
+		if r.conn != nil {
+			r.conn.Close()
+		}
+		cs.logStart()
+		d := endedDenial(cause, &vm)
+		cs.end(d.reason)
+		return nil, nil, d
+	}
 	if r.err != nil {
 		cs.logStart()
 		d := s.dialDenial(octx, pool, vm, p, r.err)
@@ -336,6 +351,15 @@ const msgShuttingDown = "the bastion is shutting down"
 // beginDenial is the denial of a console that begin refused (err), or whose
 // console.start could not be synced: the shutdown, a reload's revocation,
 // or the audit log failing.
+// endedDenial is the denial for an open whose session ended, for cause,
+// before its console was relayed.
+func endedDenial(cause error, vm *xapi.VM) *denial {
+	if endReason(cause) == EndDisconnected {
+		return &denial{msg: "the connection closed", reason: EndDisconnected, code: gossh.ConnectionFailed, vm: vm, err: cause}
+	}
+	return beginDenial(cause, vm)
+}
+
 func beginDenial(err error, vm *xapi.VM) *denial {
 	d := &denial{code: gossh.ConnectionFailed, vm: vm, err: err}
 	switch {

@@ -77,6 +77,21 @@ func TestHungConnect(t *testing.T) {
 		}
 	})
 
+	t.Run("revoked", func(t *testing.T) {
+		t.Parallel()
+		b := start(t, nil)
+		openForward(t, b)
+		revoked := time.Now()
+		b.Server.SetPolicy(b.NewPolicy(t, []bastiontest.User{{Name: "alice"}}, nil)) // no rules left
+		ev := b.WaitEvent(t, consoleEnd)
+		if took := time.Since(revoked); took > 5*time.Second {
+			t.Errorf("console.end came %v after the reload", took.Round(time.Millisecond))
+		}
+		if ev.Reason != bastion.EndRevoked {
+			t.Errorf("console.end reason %q, want %q", ev.Reason, bastion.EndRevoked)
+		}
+	})
+
 	t.Run("timeout", func(t *testing.T) {
 		t.Parallel()
 		b := start(t, func(s *bastion.Server) { s.ConsoleTimeout = 2 * time.Second })
