@@ -23,7 +23,7 @@ const connStateKey ctxKey = iota
 type connState struct {
 	id     string
 	remote string
-	ip     netip.Addr
+	source netip.Addr // what the per-source limits count it as (sourceOf)
 	conn   *trackedConn
 
 	channels atomic.Int32 // open channels, for Limits.MaxChannelsPerConnection
@@ -87,8 +87,8 @@ func newID() string {
 // accounted for (and audited, if it never authenticated).
 func (s *Server) trackConn(ctx gliderssh.Context, c net.Conn) net.Conn {
 	now := time.Now()
-	st := &connState{id: newID(), remote: c.RemoteAddr().String(), ip: sourceIP(c.RemoteAddr())}
-	if s.count.blocked(st.ip, now) {
+	st := &connState{id: newID(), remote: c.RemoteAddr().String(), source: sourceOf(c.RemoteAddr())}
+	if s.count.blocked(st.source, now) {
 		s.log.Debug("refused connection from a blocked source", "remote", st.remote)
 		return nil
 	}
@@ -98,7 +98,7 @@ func (s *Server) trackConn(ctx gliderssh.Context, c net.Conn) net.Conn {
 		s.log.Warn("refused connection: too many unauthenticated connections", "remote", st.remote, "limit", max)
 		return nil
 	}
-	if max := s.limits.MaxUnauthenticatedPerSource; max > 0 && s.count.unauthBy[st.ip] >= max {
+	if max := s.limits.MaxUnauthenticatedPerSource; max > 0 && s.count.unauthBy[st.source] >= max {
 		s.count.mu.Unlock()
 		s.log.Warn("refused connection: too many unauthenticated connections from this source", "remote", st.remote, "limit", max)
 		return nil
@@ -108,7 +108,7 @@ func (s *Server) trackConn(ctx gliderssh.Context, c net.Conn) net.Conn {
 		s.count.handshaking = map[*trackedConn]struct{}{}
 	}
 	s.count.unauth++
-	s.count.unauthBy[st.ip]++
+	s.count.unauthBy[st.source]++
 	tc := &trackedConn{Conn: c, srv: s, st: st}
 	st.conn = tc
 	s.count.handshaking[tc] = struct{}{}
@@ -241,7 +241,7 @@ func (c *trackedConn) authenticated() bool {
 		return true
 	}
 	c.authed = true
-	cnt.unauthenticatedGone(c.st.ip)
+	cnt.unauthenticatedGone(c.st.source)
 	delete(cnt.handshaking, c)
 	if cnt.conns == nil {
 		cnt.conns = map[*trackedConn]struct{}{}
@@ -266,7 +266,7 @@ func (c *trackedConn) account() {
 	if ok {
 		delete(s.count.conns, c)
 	} else {
-		s.count.unauthenticatedGone(st.ip)
+		s.count.unauthenticatedGone(st.source)
 		delete(s.count.handshaking, c)
 	}
 	s.count.mu.Unlock()
@@ -291,7 +291,7 @@ func (c *trackedConn) account() {
 	ev.Reason = reason
 	s.audit(ev, false)
 	s.log.Info("authentication failed", "conn", st.id, "user", ev.User, "remote", ev.RemoteAddr, "reason", reason)
-	if s.count.authFailed(st.ip, s.limits, now) {
+	if s.count.authFailed(st.source, s.limits, now) {
 		ev := st.event(EventAuthBlocked)
 		ev.Reason = fmt.Sprintf("more than %d failed logins a minute; blocked for %s", s.limits.AuthFailuresPerMinute, s.limits.AuthBlock)
 		s.audit(ev, false)

@@ -9,7 +9,8 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// Limits bound what one source address, user or console session may use.
+// Limits bound what one source (an IPv4 address or an IPv6 /64), user or
+// console session may use.
 // A zero field takes the default its comment gives; a negative one turns
 // that limit off.
 type Limits struct {
@@ -19,13 +20,13 @@ type Limits struct {
 	// MaxUnauthenticated caps connections that have not authenticated
 	// yet; more are closed at once. Zero: 64.
 	MaxUnauthenticated int
-	// MaxUnauthenticatedPerSource caps them per source IP, so one source
+	// MaxUnauthenticatedPerSource caps them per source, so one source
 	// cannot take every slot. Zero: 16.
 	MaxUnauthenticatedPerSource int
 	// MaxChannelsPerConnection caps the open channels (sessions and
 	// forwards) of one connection. Zero: 256.
 	MaxChannelsPerConnection int
-	// AuthFailuresPerMinute is how many failed logins a source IP may
+	// AuthFailuresPerMinute is how many failed logins a source may
 	// make in a minute (as a burst, refilled at that rate); past it the
 	// source is blocked for AuthBlock. Zero: 10.
 	AuthFailuresPerMinute int
@@ -91,7 +92,7 @@ type counters struct {
 	consoles     map[*consoleSession]struct{} // open consoles, for reloads
 }
 
-// source is what is known of one client IP's failed logins.
+// source is what is known of one source's failed logins.
 type source struct {
 	failures     *rate.Limiter
 	blockedUntil time.Time
@@ -104,6 +105,18 @@ func sourceIP(a net.Addr) netip.Addr {
 		return ap.Addr().Unmap()
 	}
 	return netip.Addr{}
+}
+
+// sourceOf returns the source the per-source limits count a remote address
+// as: its IPv4 address, or its IPv6 /64. A site, or even one host, is
+// usually given a whole /64, so a client counted per IPv6 address could
+// step through 2^64 of them to escape the failed-login block.
+func sourceOf(a net.Addr) netip.Addr {
+	ip := sourceIP(a)
+	if ip.Is6() {
+		return netip.PrefixFrom(ip, 64).Masked().Addr()
+	}
+	return ip
 }
 
 // blocked reports whether ip is blocked now.

@@ -1,13 +1,37 @@
 package bastion
 
 import (
+	"net"
 	"net/netip"
 	"testing"
 	"time"
 )
 
-// TestFailedLoginTable: failures from ever more addresses (an IPv6 /64
-// has plenty) neither grow the table without bound nor make every failure
+// TestSourceOf: the per-source limits count an IPv4 address (mapped into
+// IPv6 or not) as itself and an IPv6 address as its /64, so stepping
+// through a /64 does not escape them.
+func TestSourceOf(t *testing.T) {
+	tests := []struct{ remote, want string }{
+		{"192.0.2.7:50000", "192.0.2.7"},
+		{"[::ffff:192.0.2.7]:50000", "192.0.2.7"},
+		{"[2001:db8:1:2:aaaa:bbbb:cccc:dddd]:50000", "2001:db8:1:2::"},
+		{"[2001:db8:1:2::1]:22", "2001:db8:1:2::"},
+		{"[2001:db8:1:3::1]:22", "2001:db8:1:3::"},
+		{"[::1]:50000", "::"},
+	}
+	for _, tt := range tests {
+		a, err := net.ResolveTCPAddr("tcp", tt.remote)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sourceOf(a); got != netip.MustParseAddr(tt.want) {
+			t.Errorf("sourceOf(%s) = %s, want %s", tt.remote, got, tt.want)
+		}
+	}
+}
+
+// TestFailedLoginTable: failures from ever more sources (an IPv6 /48 holds
+// 65,536 /64s) neither grow the table without bound nor make every failure
 // walk it; a blocked source stays blocked through it all.
 func TestFailedLoginTable(t *testing.T) {
 	var c counters
