@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	gossh "golang.org/x/crypto/ssh"
 
@@ -114,13 +116,20 @@ func currentUser() string {
 	return "demo"
 }
 
-// demoKeys returns the keys in ~/.ssh/*.pub and ~/.ssh/authorized_keys. If
-// there are none, it makes a key pair in dir (once) and returns its public
-// key and the private key's path, which ssh needs with -i.
+// defaultIdentities are the key files in ~/.ssh that ssh tries without -i.
+var defaultIdentities = []string{"id_rsa", "id_ecdsa", "id_ecdsa_sk", "id_ed25519", "id_ed25519_sk", "id_xmss", "id_dsa"}
+
+// demoKeys returns the keys in ~/.ssh/*.pub and ~/.ssh/authorized_keys, and
+// the private key that ssh needs with -i when none of those keys has a
+// file name that ssh tries by itself (e.g. only ~/.ssh/work.pub). If there
+// are none, it makes a key pair in dir (once) and returns its public key
+// and the private key's path.
 func demoKeys(dir string) (ks []keys.AuthorizedKey, identity string, err error) {
 	if home, err := os.UserHomeDir(); err == nil {
 		files, _ := filepath.Glob(filepath.Join(home, ".ssh", "*.pub"))
 		files = append(files, filepath.Join(home, ".ssh", "authorized_keys"))
+		var named []string // private keys with names ssh does not try
+		tried := false     // a key ssh tries by itself
 		for _, f := range files {
 			found, err := keys.LoadAuthorizedKeysFile(f)
 			if err != nil {
@@ -131,10 +140,23 @@ func demoKeys(dir string) (ks []keys.AuthorizedKey, identity string, err error) 
 					ks = append(ks, k)
 				}
 			}
+			private, isPub := strings.CutSuffix(f, ".pub")
+			switch {
+			case !isPub || len(found) == 0:
+			case slices.Contains(defaultIdentities, filepath.Base(private)):
+				tried = true
+			default:
+				if _, err := os.Stat(private); err == nil {
+					named = append(named, private)
+				}
+			}
 		}
-	}
-	if len(ks) > 0 {
-		return ks, "", nil
+		if len(ks) > 0 {
+			if !tried && len(named) > 0 {
+				identity = named[0] // the agent may have it too; -i does no harm then
+			}
+			return ks, identity, nil
+		}
 	}
 	identity = filepath.Join(dir, "id_ed25519")
 	if _, err := os.Stat(identity); errors.Is(err, os.ErrNotExist) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"io/fs"
@@ -20,11 +21,14 @@ import (
 func TestDemo(t *testing.T) {
 	tests := []struct {
 		name string
-		// ownKey puts a public key in ~/.ssh, which the demo admits;
-		// without one, the demo makes a key pair.
-		ownKey bool
+		// ownKey puts a key pair in ~/.ssh, named keyName (default
+		// id_ed25519), which the demo admits; without one, the demo
+		// makes a key pair.
+		ownKey  bool
+		keyName string
 	}{
 		{name: "own key", ownKey: true},
+		{name: "own key, a name ssh does not try", ownKey: true, keyName: "work"},
 		{name: "made key"},
 	}
 	for _, tt := range tests {
@@ -38,7 +42,10 @@ func TestDemo(t *testing.T) {
 				if err := os.Mkdir(filepath.Join(home, ".ssh"), 0o700); err != nil {
 					t.Fatal(err)
 				}
-				writeFile(t, filepath.Join(home, ".ssh"), "id_ed25519.pub", line+"\n")
+				keyName := cmp.Or(tt.keyName, "id_ed25519")
+				writeFile(t, filepath.Join(home, ".ssh"), keyName+".pub", line+"\n")
+				// The demo only looks for the private key's file.
+				writeFile(t, filepath.Join(home, ".ssh"), keyName, "(private key)\n")
 			}
 
 			ctx, cancel := context.WithCancel(t.Context())
@@ -55,8 +62,12 @@ func TestDemo(t *testing.T) {
 				if !errors.Is(err, fs.ErrNotExist) {
 					t.Errorf("the demo made %s (%v) although ~/.ssh has a key", identity, err)
 				}
-				if strings.Contains(stdout.String(), " -i ") {
-					t.Errorf("the demo tells ssh to use an identity although ~/.ssh has a key")
+				own := filepath.Join(home, ".ssh", tt.keyName)
+				switch {
+				case tt.keyName == "" && strings.Contains(stdout.String(), " -i "):
+					t.Errorf("the demo tells ssh to use an identity although ~/.ssh has a key ssh tries")
+				case tt.keyName != "" && !strings.Contains(stdout.String(), " -i "+own+" "):
+					t.Errorf("the demo does not tell ssh to use %s", own)
 				}
 			} else {
 				if err != nil {
