@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	gossh "golang.org/x/crypto/ssh"
@@ -86,6 +87,13 @@ func (p *Policy) Authenticate(user string, key gossh.PublicKey, remote net.Addr,
 		return refuse(err.Error())
 	}
 	if list, ok := cert.CriticalOptions["source-address"]; ok {
+		// As sshd: addresses and CIDR networks only. from= in
+		// authorized_keys takes globs and negations; x/crypto, checking
+		// the permissions returned, would refuse one only if it got to
+		// that entry before a match.
+		if strings.ContainsAny(list, "*?!") {
+			return refuse("source-address lists a pattern; a certificate takes only addresses and CIDR networks")
+		}
 		pats, err := keys.ParseAddrPatterns(list)
 		if err != nil || !pats.Match(sourceIP(remote)) {
 			return refuse("not valid from this address (source-address)")
