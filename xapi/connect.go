@@ -428,9 +428,22 @@ const closeNotifyWait = 250 * time.Millisecond
 // the connection.
 func (c *consoleConn) Close() error {
 	c.runAfter()
+	return c.boundCloseNotify(c.Conn.Close)
+}
+
+// CloseWrite sends close_notify (a forward's client sent EOF), waiting
+// closeNotifyWait at most; past that it closes the connection, since a
+// host that does not read would never see the alert anyway.
+func (c *consoleConn) CloseWrite() error {
+	return c.boundCloseNotify(c.Conn.CloseWrite)
+}
+
+// boundCloseNotify runs send, a call that sends close_notify, and closes
+// the connection under it if send has not returned after closeNotifyWait.
+func (c *consoleConn) boundCloseNotify(send func() error) error {
 	t := time.AfterFunc(closeNotifyWait, func() { c.Conn.NetConn().Close() })
 	defer t.Stop()
-	return c.Conn.Close()
+	return send()
 }
 
 // Write sends a large write's TLS records in one system call.

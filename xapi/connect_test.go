@@ -155,9 +155,10 @@ func TestConnectGivesUpWhenCancelled(t *testing.T) {
 }
 
 // TestCloseWhenHostStopsReading: closing a console whose host has stopped
-// reading does not wait for crypto/tls's 5 s close_notify deadline, which
-// would hold up the end of the session (its console.end record, its
-// channel's close) for as long.
+// reading, or closing its writing half (a forward's client sent EOF), does
+// not wait for crypto/tls's 5 s close_notify deadline, which would hold up
+// the end of the session (its console.end record, its channel's close)
+// for as long.
 func TestCloseWhenHostStopsReading(t *testing.T) {
 	t.Parallel()
 	p := newPool(t, xapitest.Options{})
@@ -171,39 +172,51 @@ func TestCloseWhenHostStopsReading(t *testing.T) {
 		return nil
 	}})
 	c := newClient(t, p)
-	conn, err := c.DialConsole(t.Context(), findVM(t, c, "stuck"), RFB)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Fill the buffers toward the host until a write cannot go on.
-	if err := conn.SetWriteDeadline(time.Now().Add(500 * time.Millisecond)); err != nil {
-		t.Fatal(err)
-	}
-	chunk := make([]byte, 64<<10)
-	for {
-		if _, err := conn.Write(chunk); err != nil {
-			break
-		}
-	}
-	// And the last bytes of room, which a write that timed out can leave
-	// (the server reads nothing, so corrupting the stream is harmless).
-	raw := conn.(*consoleConn).NetConn()
-	if err := raw.SetWriteDeadline(time.Now().Add(300 * time.Millisecond)); err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := raw.Write([]byte{0}); err != nil {
-			break
-		}
-	}
-	if err := conn.SetWriteDeadline(time.Time{}); err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	conn.Close()
-	// Without a bound Close takes 5 s; with it, closeNotifyWait. The
-	// margin is wide, for a loaded machine.
-	if d := time.Since(start); d > 3*time.Second {
-		t.Errorf("Close took %v with a host that does not read", d.Round(time.Millisecond))
+	for _, tt := range []struct {
+		name  string
+		close func(net.Conn) error
+	}{
+		{"Close", net.Conn.Close},
+		{"CloseWrite", func(c net.Conn) error { return c.(interface{ CloseWrite() error }).CloseWrite() }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := c.DialConsole(t.Context(), findVM(t, c, "stuck"), RFB)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			// Fill the buffers toward the host until a write cannot go on.
+			if err := conn.SetWriteDeadline(time.Now().Add(500 * time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+			chunk := make([]byte, 64<<10)
+			for {
+				if _, err := conn.Write(chunk); err != nil {
+					break
+				}
+			}
+			// And the last bytes of room, which a write that timed out can
+			// leave (the host reads nothing, so corrupting the stream is
+			// harmless).
+			raw := conn.(*consoleConn).NetConn()
+			if err := raw.SetWriteDeadline(time.Now().Add(300 * time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+			for {
+				if _, err := raw.Write([]byte{0}); err != nil {
+					break
+				}
+			}
+			if err := conn.SetWriteDeadline(time.Time{}); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			tt.close(conn)
+			// Without a bound it takes 5 s; with it, closeNotifyWait. The
+			// margin is wide, for a loaded machine.
+			if d := time.Since(start); d > 3*time.Second {
+				t.Errorf("%s took %v with a host that does not read", tt.name, d.Round(time.Millisecond))
+			}
+		})
 	}
 }
