@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"time"
@@ -88,11 +89,15 @@ func (p *Policy) Authenticate(user string, key gossh.PublicKey, remote net.Addr,
 	}
 	if list, ok := cert.CriticalOptions["source-address"]; ok {
 		// As sshd: addresses and CIDR networks only. from= in
-		// authorized_keys takes globs and negations; x/crypto, checking
-		// the permissions returned, would refuse one only if it got to
-		// that entry before a match.
-		if strings.ContainsAny(list, "*?!") {
-			return refuse("source-address lists a pattern; a certificate takes only addresses and CIDR networks")
+		// authorized_keys also takes globs, negations and host names;
+		// x/crypto, checking the permissions returned, would refuse one
+		// only if it got to that entry before a match.
+		for entry := range strings.SplitSeq(list, ",") {
+			_, aerr := netip.ParseAddr(entry)
+			_, perr := netip.ParsePrefix(entry)
+			if aerr != nil && perr != nil {
+				return refuse(fmt.Sprintf("source-address lists %q, not an address or CIDR network", entry))
+			}
 		}
 		pats, err := keys.ParseAddrPatterns(list)
 		if err != nil || !pats.Match(sourceIP(remote)) {

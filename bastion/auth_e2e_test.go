@@ -121,13 +121,19 @@ func TestCertificatesAndKeyOptions(t *testing.T) {
 			// OpenSSH takes only addresses and CIDR networks here, unlike from=.
 			_, s := certify(t, ca, carolKey, func(c *gossh.Certificate) { c.CriticalOptions = map[string]string{"source-address": "127.0.0.*"} })
 			return s
-		}, "source-address lists a pattern"},
+		}, `source-address lists "127.0.0.*"`},
 		{"source-address with a negation", "carol", func() gossh.Signer {
 			_, s := certify(t, ca, carolKey, func(c *gossh.Certificate) {
-				c.CriticalOptions = map[string]string{"source-address": "127.0.0.0/8,!10.0.0.1"}
+				c.CriticalOptions = map[string]string{"source-address": "127.0.0.0/8,!10.0.0.0/8"}
 			})
 			return s
-		}, "source-address lists a pattern"},
+		}, `source-address lists "!10.0.0.0/8"`},
+		{"source-address with a host name", "carol", func() gossh.Signer {
+			_, s := certify(t, ca, carolKey, func(c *gossh.Certificate) {
+				c.CriticalOptions = map[string]string{"source-address": "127.0.0.1,bastion.example.com"}
+			})
+			return s
+		}, `source-address lists "bastion.example.com"`},
 		{"key from= elsewhere", "dave", func() gossh.Signer { return b.Signer("dave") }, "not allowed from this address"},
 		{"key from= here", "gina", func() gossh.Signer { return b.Signer("gina") }, ""},
 		{"expired key", "erin", func() gossh.Signer { return b.Signer("erin") }, "expired"},
