@@ -141,14 +141,16 @@ func demoKeys(dir string) (ks []keys.AuthorizedKey, identity string, err error) 
 				}
 			}
 			private, isPub := strings.CutSuffix(f, ".pub")
-			switch {
-			case !isPub || len(found) == 0:
-			case slices.Contains(defaultIdentities, filepath.Base(private)):
+			if !isPub || len(found) == 0 {
+				continue
+			}
+			if _, err := os.Stat(private); err != nil {
+				continue // ssh has nothing to sign with (unless an agent does)
+			}
+			if slices.Contains(defaultIdentities, filepath.Base(private)) {
 				tried = true
-			default:
-				if _, err := os.Stat(private); err == nil {
-					named = append(named, private)
-				}
+			} else {
+				named = append(named, private)
 			}
 		}
 		if len(ks) > 0 {

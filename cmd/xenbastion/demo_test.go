@@ -26,9 +26,13 @@ func TestDemo(t *testing.T) {
 		// makes a key pair.
 		ownKey  bool
 		keyName string
+		// orphanPub adds ~/.ssh/id_ed25519.pub of another key, without
+		// its private key: ssh cannot use it.
+		orphanPub bool
 	}{
 		{name: "own key", ownKey: true},
 		{name: "own key, a name ssh does not try", ownKey: true, keyName: "work"},
+		{name: "own key, a name ssh does not try, beside a lone id_ed25519.pub", ownKey: true, keyName: "work", orphanPub: true},
 		{name: "made key"},
 	}
 	for _, tt := range tests {
@@ -46,6 +50,10 @@ func TestDemo(t *testing.T) {
 				writeFile(t, filepath.Join(home, ".ssh"), keyName+".pub", line+"\n")
 				// The demo only looks for the private key's file.
 				writeFile(t, filepath.Join(home, ".ssh"), keyName, "(private key)\n")
+				if tt.orphanPub {
+					_, other := newUserKey(t)
+					writeFile(t, filepath.Join(home, ".ssh"), "id_ed25519.pub", other+"\n")
+				}
 			}
 
 			ctx, cancel := context.WithCancel(t.Context())
