@@ -119,3 +119,32 @@ func TestFailedLoginTableFullOfBlocks(t *testing.T) {
 		t.Errorf("%d sources, want %d (all blocked)", len(c.sources), maxSources)
 	}
 }
+
+// TestBlockCoversTheSlash64: once one address of an IPv6 /64 is blocked
+// for failed logins, a connection from another address of it is refused
+// too, and one from another /64 is not.
+func TestBlockCoversTheSlash64(t *testing.T) {
+	s, _ := newTestServer(t, nil)
+	addr := func(s string) net.Addr {
+		a, err := net.ResolveTCPAddr("tcp", s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	now := time.Now()
+	for i := 0; !s.count.authFailed(sourceOf(addr("[2001:db8:1:2::1]:5000")), s.limits, now); i++ {
+		if i > s.limits.AuthFailuresPerMinute {
+			t.Fatalf("%d failures did not block the source", i)
+		}
+	}
+	for remote, want := range map[string]bool{"[2001:db8:1:2::2]:5000": false, "[2001:db8:1:3::1]:5000": true} {
+		tc := s.trackConn(&fakeGliderCtx{vals: map[any]any{}}, fakeNetConn{addr(remote)})
+		if got := tc != nil; got != want {
+			t.Errorf("a connection from %s let in: %v, want %v", remote, got, want)
+		}
+		if tc != nil {
+			tc.Close()
+		}
+	}
+}

@@ -348,9 +348,6 @@ func (s *Server) refuse(st *connState, target string, p xapi.Protocol, via strin
 // msgShuttingDown is what a user is told of a console the shutdown refused.
 const msgShuttingDown = "the bastion is shutting down"
 
-// beginDenial is the denial of a console that begin refused (err), or whose
-// console.start could not be synced: the shutdown, a reload's revocation,
-// or the audit log failing.
 // endedDenial is the denial for an open whose session ended, for cause,
 // before its console was relayed.
 func endedDenial(cause error, vm *xapi.VM) *denial {
@@ -360,6 +357,9 @@ func endedDenial(cause error, vm *xapi.VM) *denial {
 	return beginDenial(cause, vm)
 }
 
+// beginDenial is the denial of a console that begin refused (err), or whose
+// console.start could not be synced: the shutdown, a reload's revocation,
+// or the audit log failing.
 func beginDenial(err error, vm *xapi.VM) *denial {
 	d := &denial{code: gossh.ConnectionFailed, vm: vm, err: err}
 	switch {
