@@ -253,13 +253,23 @@ func rpc[T any](ctx context.Context, c *Client, base, method string, out *T, arg
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP %s", resp.Status)
+	switch {
+	case resp.StatusCode != http.StatusOK:
+		err = fmt.Errorf("HTTP %s", resp.Status)
+	case len(data) > maxReply:
+		err = fmt.Errorf("reply larger than %d bytes", maxReply)
+	default:
+		err = decodeReply(data, out)
 	}
-	if len(data) > maxReply {
-		return fmt.Errorf("reply larger than %d bytes", maxReply)
+	var xe *Error
+	if err != nil && !errors.As(err, &xe) && ctx.Err() != nil {
+		// net/http hands over a response that raced the cancellation,
+		// such as one a server wrote as the connection was being closed
+		// (its close_notify read as the client going away): the call
+		// ran out of time, whatever that response was.
+		return ctx.Err()
 	}
-	return decodeReply(data, out)
+	return err
 }
 
 // call makes a session call: the session ref is passed as the first
