@@ -15,7 +15,8 @@ var refusedSessionRequests = map[string]bool{
 }
 
 // handleSessionChannel is the "session" channel handler: gliderlabs'
-// default, with the requests it would wrongly accept refused.
+// default, with the requests it would wrongly accept refused, and the
+// channel's close made known to the session (see sessionClosed).
 func (s *Server) handleSessionChannel(srv *gliderssh.Server, conn *gossh.ServerConn, newChan gossh.NewChannel, ctx gliderssh.Context) {
 	done, ok := s.openChannel(stateOf(ctx))
 	if !ok {
@@ -23,18 +24,36 @@ func (s *Server) handleSessionChannel(srv *gliderssh.Server, conn *gossh.ServerC
 		return
 	}
 	defer done()
-	gliderssh.DefaultSessionHandler(srv, conn, filteredChannel{newChan}, ctx)
+	fc := &filteredChannel{NewChannel: newChan, srv: s, closed: make(chan struct{})}
+	// gliderlabs returns once the channel's requests end (it has closed);
+	// a session that looks for it afterwards finds it closed.
+	defer func() {
+		if fc.ch != nil {
+			s.sessionChannels.Delete(fc.ch)
+		}
+	}()
+	gliderssh.DefaultSessionHandler(srv, conn, fc, ctx)
 }
 
-type filteredChannel struct{ gossh.NewChannel }
+// filteredChannel is a session channel whose refused requests gliderlabs
+// never sees, and whose close (the end of its requests) closes closed.
+type filteredChannel struct {
+	gossh.NewChannel
+	srv    *Server
+	ch     gossh.Channel // once accepted
+	closed chan struct{}
+}
 
-func (c filteredChannel) Accept() (gossh.Channel, <-chan *gossh.Request, error) {
+func (c *filteredChannel) Accept() (gossh.Channel, <-chan *gossh.Request, error) {
 	ch, reqs, err := c.NewChannel.Accept()
 	if err != nil {
 		return ch, reqs, err
 	}
+	c.ch = ch
+	c.srv.sessionChannels.Store(ch, c.closed)
 	out := make(chan *gossh.Request)
 	go func() {
+		defer close(c.closed)
 		defer close(out)
 		for r := range reqs {
 			if refusedSessionRequests[r.Type] {
@@ -47,4 +66,20 @@ func (c filteredChannel) Accept() (gossh.Channel, <-chan *gossh.Request, error) 
 		}
 	}()
 	return ch, out, nil
+}
+
+// sessionClosed returns a channel that is closed once the session channel
+// ch (rawChannel of a gliderlabs session) has been closed. gliderlabs ends
+// a session's context only with its connection, but a client that
+// multiplexes sessions over one connection (OpenSSH's ControlMaster) closes
+// one alone.
+func (s *Server) sessionClosed(ch any) <-chan struct{} {
+	if c, ok := s.sessionChannels.Load(ch); ok {
+		return c.(chan struct{})
+	}
+	// Every session channel is registered from its Accept until
+	// handleSessionChannel returns, after it has closed.
+	closed := make(chan struct{})
+	close(closed)
+	return closed
 }

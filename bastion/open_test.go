@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,6 +52,36 @@ func TestHungConnect(t *testing.T) {
 		}
 		if ev.Reason != bastion.EndDisconnected {
 			t.Errorf("console.end reason %q, want %q", ev.Reason, bastion.EndDisconnected)
+		}
+	})
+
+	// A client that multiplexes sessions over one connection (OpenSSH's
+	// ControlMaster) can close the session alone: the open stops then,
+	// not when the pool times out.
+	t.Run("session closed, connection kept", func(t *testing.T) {
+		t.Parallel()
+		b := start(t, nil)
+		c := b.Dial(t, "alice")
+		sess, err := c.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sess.Start("console web-1"); err != nil {
+			t.Fatal(err)
+		}
+		b.WaitEvent(t, func(ev bastion.Event) bool { return ev.Event == bastion.EventConsoleStart })
+		closed := time.Now()
+		sess.Close()
+		ev := b.WaitEvent(t, consoleEnd)
+		if took := time.Since(closed); took > 5*time.Second {
+			t.Errorf("console.end came %v after the session closed", took.Round(time.Millisecond))
+		}
+		if ev.Reason != bastion.EndDisconnected {
+			t.Errorf("console.end reason %q, want %q", ev.Reason, bastion.EndDisconnected)
+		}
+		// The connection is still good for another session.
+		if out, err := newSessionOutput(t, c, "list"); err != nil || !strings.Contains(out, "web-1") {
+			t.Errorf("list after: %v %q", err, out)
 		}
 	})
 

@@ -74,8 +74,11 @@ type Server struct {
 	policy   atomic.Pointer[Policy]
 	limits   Limits // Limits with defaults
 	count    counters
-	ssh      *gliderssh.Server
-	log      *slog.Logger
+	// sessionChannels maps each open session channel to the channel
+	// closed when it closes (filteredChannel, sessionClosed).
+	sessionChannels sync.Map
+	ssh             *gliderssh.Server
+	log             *slog.Logger
 
 	// base is cancelled, with cause errShutdown, when Shutdown or Close
 	// begins; every console watches it.

@@ -47,6 +47,7 @@ With a terminal and no command, a prompt takes the same commands and "exit".
 type session struct {
 	srv  *Server
 	sess gliderssh.Session
+	ctx  context.Context // ends with the session's channel or connection
 	st   *connState
 	user string
 	pty  bool
@@ -120,9 +121,22 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		// writes of them).
 		win: pty.Window,
 	}
+	// ss.ctx ends with the session's channel, not just its connection:
+	// an open or a list stops when the client closes the channel.
+	sctx, scancel := context.WithCancel(sess.Context())
+	defer scancel()
+	closed := s.sessionClosed(ss.raw)
+	go func() {
+		select {
+		case <-closed:
+			scancel()
+		case <-sctx.Done():
+		}
+	}()
+	ss.ctx = sctx
 	// The prompt stops reading when the session ends or the server shuts
 	// down.
-	ctx, cancel := context.WithCancel(sess.Context())
+	ctx, cancel := context.WithCancel(sctx)
 	defer cancel()
 	defer context.AfterFunc(s.base, cancel)()
 	stdin, ok := ss.raw.(ctxReader)
@@ -237,7 +251,7 @@ func (ss *session) prompt() int {
 			return exitOK
 		}
 		ss.command(line, t)
-		if ss.sess.Context().Err() != nil || ss.srv.base.Err() != nil {
+		if ss.ctx.Err() != nil || ss.srv.base.Err() != nil {
 			return exitError
 		}
 	}
@@ -267,7 +281,7 @@ func (e ListEntry) Rules() []string {
 }
 
 func (ss *session) list(out io.Writer, asJSON bool) int {
-	ctx, cancel := context.WithTimeout(ss.sess.Context(), ss.srv.consoleTimeout())
+	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.consoleTimeout())
 	defer cancel()
 	entries, failed := ss.srv.visibleVMs(ctx, ss.user)
 	if asJSON {
@@ -353,7 +367,7 @@ func (s *Server) visibleVMs(ctx context.Context, user string) (entries []ListEnt
 
 // console attaches the session to a VM's vt100 console.
 func (ss *session) console(target string) int {
-	s, ctx := ss.srv, ss.sess.Context()
+	s, ctx := ss.srv, ss.ctx
 	cs, conn, d := s.open(ctx, ss.st, target, xapi.VT100, "command")
 	if d != nil {
 		ss.errorf("%s", d.msg)
