@@ -351,8 +351,11 @@ const msgShuttingDown = "the bastion is shutting down"
 // endedDenial is the denial for an open whose session ended, for cause,
 // before its console was relayed.
 func endedDenial(cause error, vm *xapi.VM) *denial {
-	if endReason(cause) == EndDisconnected {
-		return &denial{msg: "the connection closed", reason: EndDisconnected, code: gossh.ConnectionFailed, vm: vm, err: cause}
+	switch r := endReason(cause); r {
+	case EndDisconnected:
+		return &denial{msg: "the connection closed", reason: r, code: gossh.ConnectionFailed, vm: vm, err: cause}
+	case EndClientClosed:
+		return &denial{msg: "the session closed", reason: r, code: gossh.ConnectionFailed, vm: vm, err: cause}
 	}
 	return beginDenial(cause, vm)
 }

@@ -76,8 +76,8 @@ func TestHungConnect(t *testing.T) {
 		if took := time.Since(closed); took > 5*time.Second {
 			t.Errorf("console.end came %v after the session closed", took.Round(time.Millisecond))
 		}
-		if ev.Reason != bastion.EndDisconnected {
-			t.Errorf("console.end reason %q, want %q", ev.Reason, bastion.EndDisconnected)
+		if ev.Reason != bastion.EndClientClosed {
+			t.Errorf("console.end reason %q, want %q", ev.Reason, bastion.EndClientClosed)
 		}
 		// The connection is still good for another session.
 		if out, err := newSessionOutput(t, c, "list"); err != nil || !strings.Contains(out, "web-1") {

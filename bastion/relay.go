@@ -37,10 +37,13 @@ var (
 	errIdle        = errors.New(EndIdle)
 	errMaxDuration = errors.New(EndMaxDuration)
 	errRevoked     = errors.New(EndRevoked)
+	// errClientClosed: the client closed the session's channel while its
+	// console was being opened (watchClose).
+	errClientClosed = errors.New(EndClientClosed)
 )
 
 func endReason(cause error) string {
-	for _, e := range []error{errShutdown, errIdle, errMaxDuration, errRevoked} {
+	for _, e := range []error{errShutdown, errIdle, errMaxDuration, errRevoked, errClientClosed} {
 		if errors.Is(cause, e) {
 			return e.Error()
 		}

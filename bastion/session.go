@@ -47,10 +47,12 @@ With a terminal and no command, a prompt takes the same commands and "exit".
 type session struct {
 	srv  *Server
 	sess gliderssh.Session
-	ctx  context.Context // ends with the session's channel or connection
-	st   *connState
-	user string
-	pty  bool
+	// closed is closed once the session's channel is: gliderlabs ends
+	// the session's context only with its connection (watchClose).
+	closed <-chan struct{}
+	st     *connState
+	user   string
+	pty    bool
 	// out is where output goes: the channel itself, with "\n" written as
 	// "\r\n" under a PTY. raw is the channel without that translation, for
 	// console bytes.
@@ -121,22 +123,10 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		// writes of them).
 		win: pty.Window,
 	}
-	// ss.ctx ends with the session's channel, not just its connection:
-	// an open or a list stops when the client closes the channel.
-	sctx, scancel := context.WithCancel(sess.Context())
-	defer scancel()
-	closed := s.sessionClosed(ss.raw)
-	go func() {
-		select {
-		case <-closed:
-			scancel()
-		case <-sctx.Done():
-		}
-	}()
-	ss.ctx = sctx
+	ss.closed = s.sessionClosed(ss.raw)
 	// The prompt stops reading when the session ends or the server shuts
 	// down.
-	ctx, cancel := context.WithCancel(sctx)
+	ctx, cancel := context.WithCancel(sess.Context())
 	defer cancel()
 	defer context.AfterFunc(s.base, cancel)()
 	stdin, ok := ss.raw.(ctxReader)
@@ -251,7 +241,7 @@ func (ss *session) prompt() int {
 			return exitOK
 		}
 		ss.command(line, t)
-		if ss.ctx.Err() != nil || ss.srv.base.Err() != nil {
+		if ss.sess.Context().Err() != nil || ss.srv.base.Err() != nil {
 			return exitError
 		}
 	}
@@ -281,7 +271,9 @@ func (e ListEntry) Rules() []string {
 }
 
 func (ss *session) list(out io.Writer, asJSON bool) int {
-	ctx, cancel := context.WithTimeout(ss.ctx, ss.srv.consoleTimeout())
+	wctx, _, release := ss.watchClose()
+	defer release()
+	ctx, cancel := context.WithTimeout(wctx, ss.srv.consoleTimeout())
 	defer cancel()
 	entries, failed := ss.srv.visibleVMs(ctx, ss.user)
 	if asJSON {
@@ -365,10 +357,39 @@ func (s *Server) visibleVMs(ctx context.Context, user string) (entries []ListEnt
 	return entries, failed
 }
 
+// watchClose returns a context that ends with the session's connection,
+// and also, with cause errClientClosed, if the client closes the session's
+// channel before unwatch is called: an open or a list then stops at once,
+// not when the pool answers or times out. gliderlabs ends a session's
+// context only with its connection, but a client that multiplexes
+// sessions over one connection (OpenSSH's ControlMaster) closes one alone.
+// release unwatches and ends the context.
+func (ss *session) watchClose() (ctx context.Context, unwatch, release func()) {
+	ctx, cancel := context.WithCancelCause(ss.sess.Context())
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		select {
+		case <-ss.closed:
+			cancel(errClientClosed)
+		case <-stop:
+		case <-ctx.Done():
+		}
+	}()
+	var once sync.Once
+	unwatch = func() { once.Do(func() { close(stop); <-done }) }
+	return ctx, unwatch, func() { unwatch(); cancel(nil) }
+}
+
 // console attaches the session to a VM's vt100 console.
 func (ss *session) console(target string) int {
-	s, ctx := ss.srv, ss.ctx
+	s := ss.srv
+	ctx, unwatch, release := ss.watchClose()
+	defer release()
 	cs, conn, d := s.open(ctx, ss.st, target, xapi.VT100, "command")
+	// The relay sees the channel close itself (its input ends) and says
+	// how the session ended: the watch would race it.
+	unwatch()
 	if d != nil {
 		ss.errorf("%s", d.msg)
 		return exitError
