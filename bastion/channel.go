@@ -55,14 +55,36 @@ func (c *filteredChannel) Accept() (gossh.Channel, <-chan *gossh.Request, error)
 	go func() {
 		defer close(c.closed)
 		defer close(out)
+		// gliderlabs queues a PTY's window changes for the session's
+		// handler in a channel that holds one, the PTY's first size, and
+		// starts the handler only at shell or exec: a window change
+		// before then blocked its requests for good, and the
+		// connection's end could not free them. The last one waits here
+		// and goes after the shell or exec.
+		var winch *gossh.Request
+		started := false
 		for r := range reqs {
-			if refusedSessionRequests[r.Type] {
+			switch {
+			case refusedSessionRequests[r.Type]:
 				if r.WantReply {
 					r.Reply(false, nil)
 				}
 				continue
+			case r.Type == "window-change" && !started:
+				if r.WantReply { // RFC 4254 says it never does
+					r.Reply(true, nil)
+				}
+				winch = &gossh.Request{Type: r.Type, Payload: r.Payload}
+				continue
 			}
 			out <- r
+			if r.Type == "shell" || r.Type == "exec" {
+				started = true
+				if winch != nil {
+					out <- winch
+					winch = nil
+				}
+			}
 		}
 	}()
 	return ch, out, nil

@@ -92,6 +92,55 @@ func TestWindowChanges(t *testing.T) {
 	}
 }
 
+// TestWindowChangeBeforeShell: window changes sent between the PTY request
+// and the shell (a terminal resized while the session starts) neither hang
+// the session, as they did in gliderlabs, nor get lost: the prompt takes
+// the last size.
+func TestWindowChangeBeforeShell(t *testing.T) {
+	t.Parallel()
+	b := bastiontest.Start(t, bastiontest.Options{})
+	s, err := b.Dial(t, "alice").NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.RequestPty("xterm", 50, 80, gossh.TerminalModes{}); err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []int{120, 160, 200} {
+		if err := s.WindowChange(50, w); err != nil {
+			t.Fatal(err)
+		}
+	}
+	in, err := s.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out testtool.SyncBuffer
+	s.Stdout, s.Stderr = &out, &out
+	shell := make(chan error, 1)
+	go func() { shell <- s.Shell() }()
+	select {
+	case err := <-shell:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shell request got no answer after window changes")
+	}
+	waitFor(t, &out, "xenbastion> ")
+	mark := len(out.String())
+	io.WriteString(in, strings.Repeat("a", 150))
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(out.String()[mark:], "a") < 150; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the echo did not come: %q", out.String()[mark:])
+		}
+	}
+	if echo := out.String()[mark:]; strings.Contains(echo, "\r\n") {
+		t.Errorf("150 characters on a terminal resized to 200 columns wrapped: %q", echo)
+	}
+}
+
 // TestPromptFollowsWidth: the prompt's line editor wraps lines at the
 // terminal's width, not at 80 columns.
 func TestPromptFollowsWidth(t *testing.T) {
