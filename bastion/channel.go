@@ -42,7 +42,13 @@ type filteredChannel struct {
 	srv    *Server
 	ch     gossh.Channel // once accepted
 	closed chan struct{}
+	// win is the size of the PTY's last window change before shell or
+	// exec, if any; it is not written once either has been passed on.
+	win *gliderssh.Window
 }
+
+// maxWindow bounds a window change's columns and rows, as a terminal's.
+const maxWindow = 1 << 16
 
 func (c *filteredChannel) Accept() (gossh.Channel, <-chan *gossh.Request, error) {
 	ch, reqs, err := c.NewChannel.Accept()
@@ -50,7 +56,7 @@ func (c *filteredChannel) Accept() (gossh.Channel, <-chan *gossh.Request, error)
 		return ch, reqs, err
 	}
 	c.ch = ch
-	c.srv.sessionChannels.Store(ch, c.closed)
+	c.srv.sessionChannels.Store(ch, c)
 	out := make(chan *gossh.Request)
 	go func() {
 		defer close(c.closed)
@@ -59,9 +65,8 @@ func (c *filteredChannel) Accept() (gossh.Channel, <-chan *gossh.Request, error)
 		// handler in a channel that holds one, the PTY's first size, and
 		// starts the handler only at shell or exec: a window change
 		// before then blocked its requests for good, and the
-		// connection's end could not free them. The last one waits here
-		// and goes after the shell or exec.
-		var winch *gossh.Request
+		// connection's end could not free them. Such changes stop here;
+		// the handler starts at the last one's size (heldWindow).
 		started := false
 		for r := range reqs {
 			switch {
@@ -71,20 +76,20 @@ func (c *filteredChannel) Accept() (gossh.Channel, <-chan *gossh.Request, error)
 				}
 				continue
 			case r.Type == "window-change" && !started:
-				if r.WantReply { // RFC 4254 says it never does
-					r.Reply(true, nil)
+				var w struct{ Cols, Rows, Width, Height uint32 }
+				ok := gossh.Unmarshal(r.Payload, &w) == nil && w.Cols > 0 && w.Rows > 0 && w.Cols <= maxWindow && w.Rows <= maxWindow
+				if ok {
+					c.win = &gliderssh.Window{Width: int(w.Cols), Height: int(w.Rows)}
 				}
-				winch = &gossh.Request{Type: r.Type, Payload: r.Payload}
+				if r.WantReply { // RFC 4254 says it never does
+					r.Reply(ok, nil)
+				}
 				continue
 			}
-			out <- r
 			if r.Type == "shell" || r.Type == "exec" {
-				started = true
-				if winch != nil {
-					out <- winch
-					winch = nil
-				}
+				started = true // c.win is the handler's from here on
 			}
+			out <- r
 		}
 	}()
 	return ch, out, nil
@@ -97,11 +102,24 @@ func (c *filteredChannel) Accept() (gossh.Channel, <-chan *gossh.Request, error)
 // one alone.
 func (s *Server) sessionClosed(ch any) <-chan struct{} {
 	if c, ok := s.sessionChannels.Load(ch); ok {
-		return c.(chan struct{})
+		return c.(*filteredChannel).closed
 	}
 	// Every session channel is registered from its Accept until
 	// handleSessionChannel returns, after it has closed.
 	closed := make(chan struct{})
 	close(closed)
 	return closed
+}
+
+// heldWindow returns the PTY size of the last window change that came
+// before the session channel ch's shell or exec, if any (see
+// filteredChannel.Accept). It is for the session's handler, which gliderlabs
+// starts after passing on the shell or exec.
+func (s *Server) heldWindow(ch any) (gliderssh.Window, bool) {
+	if c, ok := s.sessionChannels.Load(ch); ok {
+		if w := c.(*filteredChannel).win; w != nil {
+			return *w, true
+		}
+	}
+	return gliderssh.Window{}, false
 }

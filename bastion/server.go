@@ -74,8 +74,8 @@ type Server struct {
 	policy   atomic.Pointer[Policy]
 	limits   Limits // Limits with defaults
 	count    counters
-	// sessionChannels maps each open session channel to the channel
-	// closed when it closes (filteredChannel, sessionClosed).
+	// sessionChannels maps each open session channel to its
+	// *filteredChannel (sessionClosed, heldWindow).
 	sessionChannels sync.Map
 	ssh             *gliderssh.Server
 	log             *slog.Logger

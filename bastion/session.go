@@ -124,6 +124,15 @@ func (s *Server) handleSession(sess gliderssh.Session) {
 		win: pty.Window,
 	}
 	ss.closed = s.sessionClosed(ss.raw)
+	if w, ok := s.heldWindow(ss.raw); ok && isPty {
+		// Resized after the PTY request, before the shell: the size
+		// gliderlabs queued with the PTY is stale.
+		ss.win = w
+		select {
+		case <-winCh:
+		default:
+		}
+	}
 	// The prompt stops reading when the session ends or the server shuts
 	// down.
 	ctx, cancel := context.WithCancel(sess.Context())
