@@ -263,9 +263,10 @@ func (s *Server) dialDenial(ctx context.Context, pool Pool, vm xapi.VM, p xapi.P
 	case s.base.Err() != nil:
 		d.msg, d.reason = msgShuttingDown, EndShutdown
 	case errors.Is(ctx.Err(), context.Canceled):
-		// Not the open's deadline: the client's connection went (as
-		// endReason takes any other end of a session's context).
-		d.msg, d.reason = "the connection closed", EndDisconnected
+		// Not the open's deadline: the client's connection or session
+		// went, as after a dial.
+		e := endedDenial(context.Cause(ctx), &vm)
+		d.msg, d.reason = e.msg, e.reason
 	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
 		// The open's deadline, or the pool client's own (xapi's Timeout).
 		d.msg, d.reason = "the pool did not answer in time", "timeout"

@@ -39,6 +39,18 @@ func TestHungConnect(t *testing.T) {
 		return c
 	}
 	consoleEnd := func(ev bastion.Event) bool { return ev.Event == bastion.EventConsoleEnd }
+	// endsSoon checks that console.end comes within 5 s of since (what
+	// happened then), with reason want.
+	endsSoon := func(t *testing.T, b *bastiontest.Bastion, since time.Time, what, want string) {
+		t.Helper()
+		ev := b.WaitEvent(t, consoleEnd)
+		if took := time.Since(since); took > 5*time.Second {
+			t.Errorf("console.end came %v after %s", took.Round(time.Millisecond), what)
+		}
+		if ev.Reason != want {
+			t.Errorf("console.end reason %q, want %q", ev.Reason, want)
+		}
+	}
 
 	t.Run("client leaves", func(t *testing.T) {
 		t.Parallel()
@@ -46,13 +58,7 @@ func TestHungConnect(t *testing.T) {
 		c := openForward(t, b)
 		left := time.Now()
 		c.Close()
-		ev := b.WaitEvent(t, consoleEnd)
-		if took := time.Since(left); took > 5*time.Second {
-			t.Errorf("console.end came %v after the client left", took.Round(time.Millisecond))
-		}
-		if ev.Reason != bastion.EndDisconnected {
-			t.Errorf("console.end reason %q, want %q", ev.Reason, bastion.EndDisconnected)
-		}
+		endsSoon(t, b, left, "the client left", bastion.EndDisconnected)
 	})
 
 	// A client that multiplexes sessions over one connection (OpenSSH's
@@ -72,13 +78,7 @@ func TestHungConnect(t *testing.T) {
 		b.WaitEvent(t, func(ev bastion.Event) bool { return ev.Event == bastion.EventConsoleStart })
 		closed := time.Now()
 		sess.Close()
-		ev := b.WaitEvent(t, consoleEnd)
-		if took := time.Since(closed); took > 5*time.Second {
-			t.Errorf("console.end came %v after the session closed", took.Round(time.Millisecond))
-		}
-		if ev.Reason != bastion.EndClientClosed {
-			t.Errorf("console.end reason %q, want %q", ev.Reason, bastion.EndClientClosed)
-		}
+		endsSoon(t, b, closed, "the session closed", bastion.EndClientClosed)
 		// The connection is still good for another session.
 		if out, err := newSessionOutput(t, c, "list"); err != nil || !strings.Contains(out, "web-1") {
 			t.Errorf("list after: %v %q", err, out)
@@ -114,13 +114,7 @@ func TestHungConnect(t *testing.T) {
 		openForward(t, b)
 		revoked := time.Now()
 		b.Server.SetPolicy(b.NewPolicy(t, []bastiontest.User{{Name: "alice"}}, nil)) // no rules left
-		ev := b.WaitEvent(t, consoleEnd)
-		if took := time.Since(revoked); took > 5*time.Second {
-			t.Errorf("console.end came %v after the reload", took.Round(time.Millisecond))
-		}
-		if ev.Reason != bastion.EndRevoked {
-			t.Errorf("console.end reason %q, want %q", ev.Reason, bastion.EndRevoked)
-		}
+		endsSoon(t, b, revoked, "the reload", bastion.EndRevoked)
 	})
 
 	t.Run("timeout", func(t *testing.T) {

@@ -16,8 +16,9 @@ import (
 )
 
 // promptSession opens a session with a PTY of width columns on a new
-// connection as alice and waits for the prompt.
-func promptSession(t *testing.T, b *bastiontest.Bastion, width int) (*gossh.Client, *gossh.Session, io.Writer, *testtool.SyncBuffer) {
+// connection as alice, resizes it to each of resizes columns before the
+// shell, and waits for the prompt.
+func promptSession(t *testing.T, b *bastiontest.Bastion, width int, resizes ...int) (*gossh.Client, *gossh.Session, io.Writer, *testtool.SyncBuffer) {
 	t.Helper()
 	c := b.Dial(t, "alice")
 	s, err := c.NewSession()
@@ -28,14 +29,26 @@ func promptSession(t *testing.T, b *bastiontest.Bastion, width int) (*gossh.Clie
 	if err := s.RequestPty("xterm", 50, width, gossh.TerminalModes{}); err != nil {
 		t.Fatal(err)
 	}
+	for _, w := range resizes {
+		if err := s.WindowChange(50, w); err != nil {
+			t.Fatal(err)
+		}
+	}
 	in, err := s.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out testtool.SyncBuffer
 	s.Stdout, s.Stderr = &out, &out
-	if err := s.Shell(); err != nil {
-		t.Fatal(err)
+	shell := make(chan error, 1)
+	go func() { shell <- s.Shell() }()
+	select {
+	case err := <-shell:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the shell request got no answer")
 	}
 	waitFor(t, &out, "xenbastion> ")
 	return c, s, in, &out
@@ -99,44 +112,8 @@ func TestWindowChanges(t *testing.T) {
 func TestWindowChangeBeforeShell(t *testing.T) {
 	t.Parallel()
 	b := bastiontest.Start(t, bastiontest.Options{})
-	s, err := b.Dial(t, "alice").NewSession()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if err := s.RequestPty("xterm", 50, 80, gossh.TerminalModes{}); err != nil {
-		t.Fatal(err)
-	}
-	for _, w := range []int{120, 160, 200} {
-		if err := s.WindowChange(50, w); err != nil {
-			t.Fatal(err)
-		}
-	}
-	in, err := s.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out testtool.SyncBuffer
-	s.Stdout, s.Stderr = &out, &out
-	shell := make(chan error, 1)
-	go func() { shell <- s.Shell() }()
-	select {
-	case err := <-shell:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the shell request got no answer after window changes")
-	}
-	waitFor(t, &out, "xenbastion> ")
-	mark := len(out.String())
-	io.WriteString(in, strings.Repeat("a", 150))
-	for deadline := time.Now().Add(10 * time.Second); strings.Count(out.String()[mark:], "a") < 150; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("the echo did not come: %q", out.String()[mark:])
-		}
-	}
-	if echo := out.String()[mark:]; strings.Contains(echo, "\r\n") {
+	_, _, in, out := promptSession(t, b, 80, 120, 160, 200)
+	if echo, wrapped := typeLine(t, in, out, 150); wrapped {
 		t.Errorf("150 characters on a terminal resized to 200 columns wrapped: %q", echo)
 	}
 }
@@ -147,16 +124,24 @@ func TestPromptFollowsWidth(t *testing.T) {
 	t.Parallel()
 	b := bastiontest.Start(t, bastiontest.Options{})
 	_, _, in, out := promptSession(t, b, 200)
+	if echo, wrapped := typeLine(t, in, out, 100); wrapped {
+		t.Errorf("100 characters on a 200-column terminal wrapped: %q", echo)
+	}
+}
+
+// typeLine types n characters at the prompt and returns their echo, and
+// whether the line editor wrapped it.
+func typeLine(t *testing.T, in io.Writer, out *testtool.SyncBuffer, n int) (echo string, wrapped bool) {
+	t.Helper()
 	mark := len(out.String())
-	io.WriteString(in, strings.Repeat("a", 100))
-	for deadline := time.Now().Add(10 * time.Second); strings.Count(out.String()[mark:], "a") < 100; time.Sleep(10 * time.Millisecond) {
+	io.WriteString(in, strings.Repeat("a", n))
+	for deadline := time.Now().Add(10 * time.Second); strings.Count(out.String()[mark:], "a") < n; time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("the echo did not come: %q", out.String()[mark:])
 		}
 	}
-	if echo := out.String()[mark:]; strings.Contains(echo, "\r\n") {
-		t.Errorf("100 characters on a 200-column terminal wrapped: %q", echo)
-	}
+	echo = out.String()[mark:]
+	return echo, strings.Contains(echo, "\r\n")
 }
 
 // TestNamesShownEscaped: a name label with control characters (anyone with
