@@ -63,6 +63,11 @@ func (s *Server) find(ctx context.Context, user string, raw string, proto xapi.P
 			vms, err = p.FindVMs(ctx, t.Name)
 		}
 		if err != nil {
+			if d := s.abandoned(ctx, nil); d != nil {
+				// The pool did not fail: the bastion or the client
+				// stopped waiting for it.
+				return nil, xapi.VM{}, d
+			}
 			failed++
 			lastErr = err
 			s.poolError(ctx, p.Name(), "xapi lookup failed", err)
@@ -249,6 +254,7 @@ func (s *Server) dialDenial(ctx context.Context, pool Pool, vm xapi.VM, p xapi.P
 	d := &denial{code: gossh.ConnectionFailed, vm: &vm, err: err}
 	var ce *xapi.ConnectError
 	var fe *xapi.FingerprintError
+	a := s.abandoned(ctx, &vm)
 	switch {
 	case errors.Is(err, xapi.ErrNotRunning):
 		d.msg, d.reason = fmt.Sprintf("VM %s is not running", shown(vm.Name)), "not running"
@@ -260,13 +266,9 @@ func (s *Server) dialDenial(ctx context.Context, pool Pool, vm xapi.VM, p xapi.P
 		d.msg, d.reason = "the console host's TLS certificate is not trusted", "tls mismatch"
 		s.poolError(ctx, pool.Name(), "console host certificate refused", err)
 		return d
-	case s.base.Err() != nil:
-		d.msg, d.reason = msgShuttingDown, EndShutdown
-	case errors.Is(ctx.Err(), context.Canceled):
-		// Not the open's deadline: the client's connection or session
-		// went, as after a dial.
-		e := endedDenial(context.Cause(ctx), &vm)
-		d.msg, d.reason = e.msg, e.reason
+	case a != nil:
+		// Not the pool's failure: the audit record is enough.
+		return a
 	case ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded):
 		// The open's deadline, or the pool client's own (xapi's Timeout).
 		d.msg, d.reason = "the pool did not answer in time", "timeout"
@@ -348,6 +350,20 @@ func (s *Server) refuse(st *connState, target string, p xapi.Protocol, via strin
 
 // msgShuttingDown is what a user is told of a console the shutdown refused.
 const msgShuttingDown = "the bastion is shutting down"
+
+// abandoned is the denial of an open that stopped waiting for the pool
+// because the bastion is shutting down or the client's session or
+// connection went (ctx ended, not by the open's deadline); nil if ctx has
+// not ended so.
+func (s *Server) abandoned(ctx context.Context, vm *xapi.VM) *denial {
+	switch {
+	case s.base.Err() != nil:
+		return &denial{msg: msgShuttingDown, reason: EndShutdown, code: gossh.ConnectionFailed, vm: vm, err: errShutdown}
+	case errors.Is(ctx.Err(), context.Canceled):
+		return endedDenial(context.Cause(ctx), vm)
+	}
+	return nil
+}
 
 // endedDenial is the denial for an open whose session ended, for cause,
 // before its console was relayed.

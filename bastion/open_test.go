@@ -3,8 +3,13 @@ package bastion_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
 	"net"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -12,6 +17,7 @@ import (
 
 	"github.com/xenbastion/xenbastion/bastion"
 	"github.com/xenbastion/xenbastion/bastion/bastiontest"
+	"github.com/xenbastion/xenbastion/xapi"
 )
 
 // TestHungConnect: the console host takes the CONNECT and never answers
@@ -174,4 +180,171 @@ func TestShutdownDuringLogin(t *testing.T) {
 		}
 	}
 	t.Error("Shutdown returned before the auth.failure of the login it cut short was written")
+}
+
+// hungLookupPool's lookups wait for their context to end, as a stuck
+// xapi's would: asked has a value each time one starts.
+type hungLookupPool struct {
+	bastion.Pool
+	asked chan struct{}
+}
+
+func (p hungLookupPool) FindVMs(ctx context.Context, target string) ([]xapi.VM, error) {
+	p.asked <- struct{}{}
+	<-ctx.Done()
+	return nil, fmt.Errorf("VM.get_by_name_label: %w", ctx.Err())
+}
+
+func (p hungLookupPool) VMs(ctx context.Context) ([]xapi.VM, error) {
+	p.asked <- struct{}{}
+	<-ctx.Done()
+	return nil, fmt.Errorf("VM.get_all_records: %w", ctx.Err())
+}
+
+// errorLog keeps the messages of the records at level ERROR that pass
+// through it.
+type errorLog struct {
+	slog.Handler
+	mu   *sync.Mutex
+	msgs *[]string
+}
+
+func (h errorLog) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level >= slog.LevelError {
+		h.mu.Lock()
+		*h.msgs = append(*h.msgs, r.Message)
+		h.mu.Unlock()
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h errorLog) errors() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(*h.msgs)
+}
+
+// TestHungLookup: the pool never answers the lookup of the VM a console
+// is asked for. A client that leaves or closes the session, or a shutdown,
+// ends the wait at once; console.denied says which, and the operator's
+// log has no error, since the pool has not failed. The open's own
+// deadline is the pool's failure: "pool unavailable", and an error logged.
+func TestHungLookup(t *testing.T) {
+	t.Parallel()
+	start := func(t *testing.T, timeout time.Duration) (*bastiontest.Bastion, hungLookupPool, errorLog) {
+		pool := hungLookupPool{asked: make(chan struct{}, 1)}
+		log := errorLog{slog.NewTextHandler(io.Discard, nil), new(sync.Mutex), new([]string)}
+		b := bastiontest.Start(t, bastiontest.Options{Configure: func(s *bastion.Server) {
+			pool.Pool = s.Pools[0]
+			s.Pools[0] = pool
+			s.Logger = slog.New(log)
+			if timeout > 0 {
+				s.ConsoleTimeout = timeout
+			}
+		}})
+		return b, pool, log
+	}
+	// denied waits for console.denied, which must come within 5 s of
+	// since (what happened then) with reason want, and checks what the
+	// operator's log says.
+	denied := func(t *testing.T, b *bastiontest.Bastion, log errorLog, since time.Time, what, want string, wantErrors int) {
+		t.Helper()
+		ev := b.WaitEvent(t, func(ev bastion.Event) bool { return ev.Event == bastion.EventConsoleDenied })
+		if took := time.Since(since); took > 5*time.Second {
+			t.Errorf("console.denied came %v after %s", took.Round(time.Millisecond), what)
+		}
+		if ev.Reason != want {
+			t.Errorf("console.denied reason %q, want %q", ev.Reason, want)
+		}
+		if got := log.errors(); len(got) != wantErrors {
+			t.Errorf("errors logged: %q, want %d", got, wantErrors)
+		}
+	}
+
+	t.Run("session closed, connection kept", func(t *testing.T) {
+		t.Parallel()
+		b, pool, log := start(t, 0)
+		c := b.Dial(t, "alice")
+		sess, err := c.NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sess.Start("console web-1"); err != nil {
+			t.Fatal(err)
+		}
+		<-pool.asked
+		closed := time.Now()
+		sess.Close()
+		denied(t, b, log, closed, "the session closed", bastion.EndClientClosed, 0)
+	})
+
+	t.Run("list, session closed", func(t *testing.T) {
+		t.Parallel()
+		b, pool, log := start(t, 0)
+		sess, err := b.Dial(t, "alice").NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sess.Start("list"); err != nil {
+			t.Fatal(err)
+		}
+		<-pool.asked
+		sess.Close()
+		// list writes no record: Shutdown waits for its handler.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := b.Server.Shutdown(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := log.errors(); len(got) != 0 {
+			t.Errorf("errors logged: %q, want none", got)
+		}
+	})
+
+	t.Run("client leaves", func(t *testing.T) {
+		t.Parallel()
+		b, pool, log := start(t, 0)
+		c := b.Dial(t, "alice")
+		go func() {
+			if conn, err := c.Dial("tcp", "web-1:5900"); err == nil {
+				conn.Close()
+			}
+		}()
+		<-pool.asked
+		left := time.Now()
+		c.Close()
+		denied(t, b, log, left, "the client left", bastion.EndDisconnected, 0)
+	})
+
+	t.Run("shutdown", func(t *testing.T) {
+		t.Parallel()
+		b, pool, log := start(t, 0)
+		c := b.Dial(t, "alice")
+		go func() {
+			if conn, err := c.Dial("tcp", "web-1:5900"); err == nil {
+				conn.Close()
+			}
+		}()
+		<-pool.asked
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stopped := time.Now()
+		b.Server.Shutdown(ctx)
+		denied(t, b, log, stopped, "the shutdown", bastion.EndShutdown, 0)
+	})
+
+	t.Run("timeout", func(t *testing.T) {
+		t.Parallel()
+		b, _, log := start(t, time.Second)
+		sess, err := b.Dial(t, "alice").NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		asked := time.Now()
+		out, err := sess.CombinedOutput("console web-1")
+		if err == nil || string(out) != "xenbastion: the pool is unavailable, try again later\n" {
+			t.Errorf("console web-1: %v, %q", err, out)
+		}
+		denied(t, b, log, asked, "the console was asked for", "pool unavailable", 1)
+	})
 }

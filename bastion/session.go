@@ -3,6 +3,7 @@ package bastion
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"reflect"
@@ -336,7 +337,10 @@ func (s *Server) visibleVMs(ctx context.Context, user string) (entries []ListEnt
 	for _, p := range s.Pools {
 		vms, err := p.VMs(ctx)
 		if err != nil {
-			s.poolError(ctx, p.Name(), "xapi list failed", err)
+			if !errors.Is(ctx.Err(), context.Canceled) {
+				// Not the client leaving or the shutdown: the pool failed.
+				s.poolError(ctx, p.Name(), "xapi list failed", err)
+			}
 			failed = append(failed, p.Name())
 			continue
 		}
