@@ -94,9 +94,13 @@ func (p *Policy) Authenticate(user string, key gossh.PublicKey, remote net.Addr,
 		// only if it got to that entry before a match.
 		for entry := range strings.SplitSeq(list, ",") {
 			_, aerr := netip.ParseAddr(entry)
-			_, perr := netip.ParsePrefix(entry)
-			if aerr != nil && perr != nil {
+			net, perr := netip.ParsePrefix(entry)
+			switch {
+			case aerr != nil && perr != nil:
 				return refuse(fmt.Sprintf("source-address lists %q, not an address or CIDR network", entry))
+			case perr == nil && net != net.Masked():
+				// sshd's "inconsistent mask length".
+				return refuse(fmt.Sprintf("source-address lists %q, a network with host bits set", entry))
 			}
 		}
 		pats, err := keys.ParseAddrPatterns(list)

@@ -134,6 +134,13 @@ func TestCertificatesAndKeyOptions(t *testing.T) {
 			})
 			return s
 		}, `source-address lists "bastion.example.com"`},
+		{"source-address with host bits set", "carol", func() gossh.Signer {
+			// sshd: "inconsistent mask length"; 127.0.0.1/8 would cover the client.
+			_, s := certify(t, ca, carolKey, func(c *gossh.Certificate) {
+				c.CriticalOptions = map[string]string{"source-address": "127.0.0.1/8"}
+			})
+			return s
+		}, `source-address lists "127.0.0.1/8", a network with host bits set`},
 		{"key from= elsewhere", "dave", func() gossh.Signer { return b.Signer("dave") }, "not allowed from this address"},
 		{"key from= here", "gina", func() gossh.Signer { return b.Signer("gina") }, ""},
 		{"expired key", "erin", func() gossh.Signer { return b.Signer("erin") }, "expired"},
