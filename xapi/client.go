@@ -297,9 +297,9 @@ func call[T any](ctx context.Context, c *Client, method string, out *T, args ...
 			// the failure is safe to make again.
 			wentHome = true
 			continue
-		case errors.As(err, &xe) && xe.Code == CodeHostIsSlave && len(xe.Params) > 0 && hops < maxMasterHops:
+		case errors.As(err, &xe) && xe.Code == CodeHostIsSlave && masterURL(xe.Params) != "" && hops < maxMasterHops:
 			hops++
-			c.moveMaster(master, xe.Params[0])
+			c.moveMaster(master, masterURL(xe.Params))
 			c.dropSession(session)
 			continue
 		}
@@ -408,9 +408,9 @@ func (c *Client) login(ctx context.Context) (session, master string, err error) 
 		err = rpc(ctx, c, master, "session.login_with_password", &session,
 			c.cfg.Username, c.cfg.Password, "1.1", "xenbastion")
 		var xe *Error
-		if errors.As(err, &xe) && xe.Code == CodeHostIsSlave && len(xe.Params) > 0 && hops < maxMasterHops {
+		if errors.As(err, &xe) && xe.Code == CodeHostIsSlave && masterURL(xe.Params) != "" && hops < maxMasterHops {
 			hops++
-			next := hostURL(xe.Params[0])
+			next := masterURL(xe.Params)
 			c.log.Info("following HOST_IS_SLAVE to the pool master", "from", master, "master", next)
 			master = next
 			continue
@@ -504,9 +504,9 @@ func (c *Client) noteHost(host string) {
 	c.hosts = append(c.hosts, u)
 }
 
-// moveMaster records that the master is at addr, if the master is still from.
-func (c *Client) moveMaster(from, addr string) {
-	next := hostURL(addr)
+// moveMaster records that the master is at next (a base URL), if the
+// master is still from.
+func (c *Client) moveMaster(from, next string) {
 	c.mu.Lock()
 	if c.master == from {
 		c.master = next
@@ -547,6 +547,21 @@ func (c *Client) Close(ctx context.Context) error {
 func hostURL(addr string) string {
 	// A zone ("fe80::1%eth0") is written %25 in a URL.
 	return baseURL(strings.Replace(hostPort(addr, ""), "%", "%25", 1))
+}
+
+// masterURL is the base URL of the master that HOST_IS_SLAVE's params
+// name, or "" if they name no host: one reply with an empty or garbled
+// address must not leave the client posting to nowhere.
+func masterURL(params []string) string {
+	if len(params) == 0 {
+		return ""
+	}
+	next := hostURL(params[0])
+	u, err := url.Parse(next)
+	if err != nil || u.Hostname() == "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		return ""
+	}
+	return next
 }
 
 // baseURL is the base URL of the host at hostport (a URL's host), written

@@ -1529,11 +1529,13 @@ type fakeXAPI struct {
 }
 
 const (
-	fakeOK        = iota
-	fakeHTML500   // xapi's 500 page
-	fakeNotXML    // 200 with a body that is no XML-RPC reply
-	fakeReset     // the connection is closed without a reply
-	fakeTruncated // 200, then the connection ends before the body does
+	fakeOK           = iota
+	fakeHTML500      // xapi's 500 page
+	fakeNotXML       // 200 with a body that is no XML-RPC reply
+	fakeReset        // the connection is closed without a reply
+	fakeTruncated    // 200, then the connection ends before the body does
+	fakeSlaveNoAddr  // HOST_IS_SLAVE without a master address
+	fakeSlaveBadAddr // HOST_IS_SLAVE with a master address that is none
 )
 
 var methodNameRE = regexp.MustCompile(`<methodName>([^<]*)</methodName>`)
@@ -1565,6 +1567,18 @@ func (f *fakeXAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			bw.Flush()
 			conn.Close()
 		}
+		return
+	}
+	if mode := f.mode.Load(); mode == fakeSlaveNoAddr || mode == fakeSlaveBadAddr {
+		addr := "<value></value>"
+		if mode == fakeSlaveBadAddr {
+			addr = "<value>192.0.2.1/pool</value>"
+		}
+		w.Header().Set("Content-Type", "text/xml")
+		io.WriteString(w, `<?xml version="1.0"?><methodResponse><params><param><value><struct>`+
+			`<member><name>Status</name><value>Failure</value></member>`+
+			`<member><name>ErrorDescription</name><value><array><data><value>HOST_IS_SLAVE</value>`+addr+`</data></array></value></member>`+
+			`</struct></value></param></params></methodResponse>`)
 		return
 	}
 	m := methodNameRE.FindSubmatch(body)
@@ -1668,6 +1682,44 @@ func TestBadReplies(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestHostIsSlaveWithoutAnAddress: a HOST_IS_SLAVE whose master address
+// names no host is returned as the error it is, at login or after; the
+// client does not move its master there, and works again once the host
+// answers properly.
+func TestHostIsSlaveWithoutAnAddress(t *testing.T) {
+	t.Parallel()
+	for _, mode := range []int32{fakeSlaveNoAddr, fakeSlaveBadAddr} {
+		for _, afterLogin := range []bool{false, true} {
+			t.Run(fmt.Sprintf("mode %d, after login %v", mode, afterLogin), func(t *testing.T) {
+				t.Parallel()
+				fake := &fakeXAPI{}
+				srv := httptest.NewTLSServer(fake)
+				t.Cleanup(srv.Close)
+				c := newFakeClient(t, srv)
+				ctx := t.Context()
+				if afterLogin {
+					if _, err := c.FindVMs(ctx, "web-1"); err != nil {
+						t.Fatalf("with a good server: %v", err)
+					}
+				}
+				master := c.Master()
+				fake.mode.Store(mode)
+				var xe *Error
+				if _, err := c.FindVMs(ctx, "web-1"); !errors.As(err, &xe) || xe.Code != CodeHostIsSlave {
+					t.Errorf("err = %v, want HOST_IS_SLAVE", err)
+				}
+				if got := c.Master(); got != master {
+					t.Errorf("master moved to %q", got)
+				}
+				fake.mode.Store(fakeOK)
+				if _, err := c.FindVMs(ctx, "web-1"); err != nil {
+					t.Errorf("once the server behaves: %v", err)
+				}
+			})
+		}
 	}
 }
 
