@@ -34,6 +34,9 @@ type connState struct {
 	pubKey        gossh.PublicKey
 	authenticated bool
 	failure       string // why the last authentication attempt failed
+	// validKey: the last attempt's key verified, and the login was
+	// refused for another reason (notAGuess).
+	validKey bool
 }
 
 func (st *connState) event(name string) Event {
@@ -274,12 +277,12 @@ func (c *trackedConn) account() {
 		return
 	}
 	st.mu.Lock()
-	user, reason := st.user, st.failure
+	user, reason, validKey := st.user, st.failure, st.validKey
 	st.mu.Unlock()
 	now := time.Now()
 	timedOut := !c.deadline.IsZero() && !now.Before(c.deadline)
 	if timedOut {
-		reason = "handshake timeout"
+		reason, validKey = "handshake timeout", false
 	}
 	if user == "" && !timedOut {
 		return // a port probe: nothing was attempted
@@ -291,7 +294,7 @@ func (c *trackedConn) account() {
 	ev.Reason = reason
 	s.audit(ev, false)
 	s.log.Info("authentication failed", "conn", st.id, "user", ev.User, "remote", ev.RemoteAddr, "reason", reason)
-	if s.count.authFailed(st.source, s.limits, now) {
+	if !validKey && s.count.authFailed(st.source, s.limits, now) {
 		ev := st.event(EventAuthBlocked)
 		ev.Reason = fmt.Sprintf("more than %d failed logins a minute; blocked for %s", s.limits.AuthFailuresPerMinute, s.limits.AuthBlock)
 		s.audit(ev, false)
@@ -324,6 +327,7 @@ func (s *Server) authConfig(st *connState) *gossh.ServerConfig {
 			perms, err := s.authorize(st, user, key)
 			st.mu.Lock()
 			st.user, st.key = user, keyFingerprint(key)
+			st.validKey = errors.As(err, new(notAGuess))
 			if err != nil {
 				st.failure = err.Error()
 			} else {
@@ -341,7 +345,7 @@ func (s *Server) authConfig(st *connState) *gossh.ServerConfig {
 			case err == nil:
 				st.authenticated = true
 			case method != "publickey" && method != "none":
-				st.failure = method + " authentication is not offered"
+				st.failure, st.validKey = method+" authentication is not offered", false
 			case method == "none" && st.failure == "":
 				st.failure = "no key offered"
 			}
@@ -375,12 +379,19 @@ func (s *Server) authorize(st *connState, user string, key gossh.PublicKey) (*go
 	case err != nil:
 		return nil, err
 	case s.isClosing():
-		return nil, errors.New("server shutting down")
+		return nil, notAGuess{errors.New("server shutting down")}
 	case !st.conn.reserve(user):
-		return nil, fmt.Errorf("too many connections (limit %d)", s.limits.MaxConnectionsPerUser)
+		return nil, notAGuess{fmt.Errorf("too many connections (limit %d)", s.limits.MaxConnectionsPerUser)}
 	}
 	return perms, nil
 }
+
+// notAGuess is the refusal of a login whose key verified: the user's
+// connection limit, or the shutdown. It is audited as a failed login, but
+// it does not count towards the failed-login block, which is there to stop
+// guessing: a script that retries over its user's limit would otherwise
+// block everyone behind the same address.
+type notAGuess struct{ error }
 
 // authPublicKey is gliderlabs' PublicKeyHandler. It answers queries early
 // (Policy.Authenticate for the login name gliderlabs knows) so clients try
@@ -394,7 +405,7 @@ func (s *Server) authPublicKey(ctx gliderssh.Context, key gliderssh.PublicKey) b
 	st.user = user
 	st.key = keyFingerprint(key)
 	if err != nil {
-		st.failure = err.Error()
+		st.failure, st.validKey = err.Error(), false
 	}
 	return err == nil
 }

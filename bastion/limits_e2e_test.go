@@ -130,6 +130,33 @@ func TestLimits(t *testing.T) {
 			return ev.Event == bastion.EventAuthFailure && strings.HasPrefix(ev.Reason, "too many connections")
 		})
 	})
+	// A valid key over its user's connection limit is not a guess: a
+	// script retrying over its limit must not block the others behind
+	// the same address.
+	t.Run("connections over the limit do not block the source", func(t *testing.T) {
+		t.Parallel()
+		b := bastiontest.Start(t, bastiontest.Options{
+			Users: []bastiontest.User{{Name: "alice", Allow: []string{"*"}}, {Name: "bob", Allow: []string{"*"}}},
+			Configure: func(s *bastion.Server) {
+				s.Limits.MaxConnectionsPerUser = 1
+				s.Limits.AuthFailuresPerMinute = 2
+			},
+		})
+		b.Dial(t, "alice")
+		for range 4 {
+			if r := runSSH(t, b, "alice", "", nil, "list"); r.code != 255 {
+				t.Fatalf("a connection over the limit: %+v", r)
+			}
+		}
+		if r := runSSH(t, b, "bob", "", nil, "list"); r.code != 0 {
+			t.Errorf("bob, from the same address: %+v", r)
+		}
+		for _, ev := range b.Events(t) {
+			if ev.Event == bastion.EventAuthBlocked {
+				t.Errorf("blocked: %+v", ev)
+			}
+		}
+	})
 	t.Run("failed logins block the source", func(t *testing.T) {
 		t.Parallel()
 		b := bastiontest.Start(t, bastiontest.Options{Configure: func(s *bastion.Server) { s.Limits.AuthFailuresPerMinute = 2 }})
