@@ -301,6 +301,36 @@ func TestHungLookup(t *testing.T) {
 		}
 	})
 
+	// Shutdown waits for every handler: a list stuck on the pool must not
+	// hold it to its deadline (after which it closes connections without
+	// their last packets).
+	t.Run("list, shutdown", func(t *testing.T) {
+		t.Parallel()
+		b, pool, log := start(t, 0)
+		sess, err := b.Dial(t, "alice").NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr strings.Builder
+		sess.Stderr = &stderr
+		if err := sess.Start("list"); err != nil {
+			t.Fatal(err)
+		}
+		<-pool.asked
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		stopped := time.Now()
+		if err := b.Server.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v after %v", err, time.Since(stopped).Round(time.Millisecond))
+		}
+		if err := sess.Wait(); err == nil || stderr.String() != "xenbastion: the bastion is shutting down\n" {
+			t.Errorf("list: %v, %q", err, stderr.String())
+		}
+		if got := log.errors(); len(got) != 0 {
+			t.Errorf("errors logged: %q, want none", got)
+		}
+	})
+
 	t.Run("client leaves", func(t *testing.T) {
 		t.Parallel()
 		b, pool, log := start(t, 0)

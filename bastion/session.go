@@ -286,6 +286,10 @@ func (ss *session) list(out io.Writer, asJSON bool) int {
 	ctx, cancel := context.WithTimeout(wctx, ss.srv.consoleTimeout())
 	defer cancel()
 	entries, failed := ss.srv.visibleVMs(ctx, ss.user)
+	if errors.Is(context.Cause(wctx), errShutdown) {
+		ss.errorf("%s", msgShuttingDown)
+		return exitError
+	}
 	if asJSON {
 		b, _ := json.MarshalIndent(entries, "", "  ")
 		fmt.Fprintf(out, "%s\n", b)
@@ -372,8 +376,9 @@ func (s *Server) visibleVMs(ctx context.Context, user string) (entries []ListEnt
 
 // watchClose returns a context that ends with the session's connection,
 // and also, with cause errClientClosed, if the client closes the session's
-// channel before unwatch is called: an open or a list then stops at once,
-// not when the pool answers or times out. gliderlabs ends a session's
+// channel before unwatch is called, or errShutdown, if the bastion shuts
+// down: an open or a list then stops at once, not when the pool answers or
+// times out. gliderlabs ends a session's
 // context only with its connection, but a client that multiplexes
 // sessions over one connection (OpenSSH's ControlMaster) closes one alone.
 // release unwatches and ends the context.
@@ -385,6 +390,9 @@ func (ss *session) watchClose() (ctx context.Context, unwatch, release func()) {
 		select {
 		case <-ss.closed:
 			cancel(errClientClosed)
+		case <-ss.srv.base.Done():
+			// A shutdown does not wait for a slow pool.
+			cancel(errShutdown)
 		case <-stop:
 		case <-ctx.Done():
 		}
