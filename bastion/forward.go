@@ -25,40 +25,41 @@ type directTCPIP struct {
 // names a VM and the port must be 5900, its rfb console. Nothing is dialled
 // but a console location that XAPI returns.
 func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, newChan gossh.NewChannel, ctx gliderssh.Context) {
+	st := stateOf(ctx)
+	var d directTCPIP
+	err := gossh.Unmarshal(newChan.ExtraData(), &d)
+	target := d.DestAddr
+	refuse := func(dn *denial) {
+		s.refuse(st, target, xapi.RFB, "forward", dn)
+		newChan.Reject(dn.code, dn.msg)
+	}
+	if err != nil {
+		refuse(&denial{msg: "malformed direct-tcpip request", reason: "malformed target", code: gossh.ConnectionFailed, err: err})
+		return
+	}
 	if !s.enter() {
-		newChan.Reject(gossh.ConnectionFailed, "the bastion is shutting down")
+		refuse(&denial{msg: msgShuttingDown, reason: EndShutdown, code: gossh.ConnectionFailed})
 		return
 	}
 	defer s.handlers.Done()
 	defer s.recoverPanic("forward")
 
-	st := stateOf(ctx)
 	done, ok := s.openChannel(st)
 	if !ok {
-		newChan.Reject(gossh.ResourceShortage, "too many channels on this connection")
+		refuse(&denial{msg: "too many channels on this connection", reason: "channel limit", code: gossh.ResourceShortage})
 		return
 	}
 	defer done()
-	var d directTCPIP
-	if err := gossh.Unmarshal(newChan.ExtraData(), &d); err != nil {
-		newChan.Reject(gossh.ConnectionFailed, "malformed direct-tcpip request")
-		return
-	}
-	target := d.DestAddr
 	if !st.permits("permit-port-forwarding") {
-		dn := &denial{msg: "your certificate does not permit port forwarding", reason: "certificate forbids forwarding", code: gossh.Prohibited}
-		s.refuse(st, target, xapi.RFB, "forward", dn)
-		newChan.Reject(dn.code, dn.msg)
+		refuse(&denial{msg: "your certificate does not permit port forwarding", reason: "certificate forbids forwarding", code: gossh.Prohibited})
 		return
 	}
 	if d.DestPort != VNCPort {
-		dn := &denial{
+		refuse(&denial{
 			msg:    fmt.Sprintf("only port %d (a VM's VNC console) is served; forward to VM:%d", VNCPort, VNCPort),
 			reason: fmt.Sprintf("port %d not served", d.DestPort),
 			code:   gossh.Prohibited,
-		}
-		s.refuse(st, target, xapi.RFB, "forward", dn)
-		newChan.Reject(dn.code, dn.msg)
+		})
 		return
 	}
 	cs, conn, dn := s.open(ctx, st, target, xapi.RFB, "forward")

@@ -15,6 +15,15 @@ type fakeNewChannel struct {
 	window   int
 	accepted bool
 	data     []byte
+	extra    []byte // the open's payload
+	rejected string // the message it was rejected with
+}
+
+func (f *fakeNewChannel) ExtraData() []byte { return f.extra }
+
+func (f *fakeNewChannel) Reject(_ gossh.RejectionReason, msg string) error {
+	f.rejected = msg
+	return nil
 }
 
 func (f *fakeNewChannel) Accept() (gossh.Channel, <-chan *gossh.Request, error) {

@@ -130,6 +130,22 @@ func TestLimits(t *testing.T) {
 			return ev.Event == bastion.EventAuthFailure && strings.HasPrefix(ev.Reason, "too many connections")
 		})
 	})
+	t.Run("channels per connection", func(t *testing.T) {
+		t.Parallel()
+		b := bastiontest.Start(t, bastiontest.Options{Configure: func(s *bastion.Server) { s.Limits.MaxChannelsPerConnection = 1 }})
+		c := b.Dial(t, "alice")
+		first, err := c.Dial("tcp", "web-1:5900")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer first.Close()
+		if _, err := c.Dial("tcp", "web-2:5900"); err == nil || !strings.Contains(err.Error(), "too many channels on this connection") {
+			t.Errorf("second forward: %v", err)
+		}
+		b.WaitEvent(t, func(ev bastion.Event) bool {
+			return ev.Event == bastion.EventConsoleDenied && ev.Target == "web-2" && ev.Reason == "channel limit"
+		})
+	})
 	// A valid key over its user's connection limit is not a guess: a
 	// script retrying over its limit must not block the others behind
 	// the same address.

@@ -97,7 +97,10 @@ func fitTerminal(t *term.Terminal, w gliderssh.Window) {
 // the prompt.
 func (s *Server) handleSession(sess gliderssh.Session) {
 	if !s.enter() {
-		fmt.Fprintln(sess.Stderr(), "xenbastion: the bastion is shutting down")
+		if vm, ok := consoleTarget(sess.RawCommand()); ok && vm != "" {
+			s.refuse(stateOf(sess.Context()), vm, xapi.VT100, "command", &denial{msg: msgShuttingDown, reason: EndShutdown})
+		}
+		fmt.Fprintln(sess.Stderr(), "xenbastion: "+msgShuttingDown)
 		sess.Exit(exitError)
 		return
 	}
@@ -199,14 +202,23 @@ func (ss *session) command(line string, out io.Writer) int {
 		}
 		return ss.usage("usage: list [--json]")
 	case "console":
-		// The VM is the rest of the line: name labels may have spaces.
-		vm := unquote(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "console")))
+		vm, _ := consoleTarget(line)
 		if vm == "" {
 			return ss.usage("usage: console VM")
 		}
 		return ss.console(vm)
 	}
 	return ss.usage(fmt.Sprintf("unknown command %q; try \"help\"", truncate(args[0], 64)))
+}
+
+// consoleTarget returns the VM that a "console VM" command line names
+// (maybe empty); ok is false for another command.
+func consoleTarget(line string) (vm string, ok bool) {
+	if args := strings.Fields(line); len(args) == 0 || args[0] != "console" {
+		return "", false
+	}
+	// The VM is the rest of the line: name labels may have spaces.
+	return unquote(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(line), "console"))), true
 }
 
 func (ss *session) usage(msg string) int {
