@@ -377,7 +377,7 @@ func dialFrom(t *testing.T, b *bastiontest.Bastion, from, user string, key gossh
 	return c
 }
 
-func dialFromErr(b *bastiontest.Bastion, from, user string, key gossh.Signer) (*gossh.Client, error) {
+func dialFromErr(b *bastiontest.Bastion, from, user string, keys ...gossh.Signer) (*gossh.Client, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
@@ -386,7 +386,7 @@ func dialFromErr(b *bastiontest.Bastion, from, user string, key gossh.Signer) (*
 		return nil, err
 	}
 	cc, chans, reqs, err := gossh.NewClientConn(conn, b.Addr, &gossh.ClientConfig{
-		User: user, Auth: []gossh.AuthMethod{gossh.PublicKeys(key)},
+		User: user, Auth: []gossh.AuthMethod{gossh.PublicKeys(keys...)},
 		HostKeyCallback: gossh.FixedHostKey(b.HostKey()), Timeout: 10 * time.Second,
 	})
 	if err != nil {

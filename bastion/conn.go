@@ -34,8 +34,9 @@ type connState struct {
 	pubKey        gossh.PublicKey
 	authenticated bool
 	failure       string // why the last authentication attempt failed
-	// validKey: the last attempt's key verified, and the login was
-	// refused for another reason (notAGuess).
+	// validKey: a key's signature verified and the login was refused
+	// for another reason (notAGuess). Once set, it stays: a connection
+	// that proved a key is not guessing, whatever else it offered.
 	validKey bool
 }
 
@@ -282,7 +283,7 @@ func (c *trackedConn) account() {
 	now := time.Now()
 	timedOut := !c.deadline.IsZero() && !now.Before(c.deadline)
 	if timedOut {
-		reason, validKey = "handshake timeout", false
+		reason = "handshake timeout"
 	}
 	if user == "" && !timedOut {
 		return // a port probe: nothing was attempted
@@ -327,7 +328,9 @@ func (s *Server) authConfig(st *connState) *gossh.ServerConfig {
 			perms, err := s.authorize(st, user, key)
 			st.mu.Lock()
 			st.user, st.key = user, keyFingerprint(key)
-			st.validKey = errors.As(err, new(notAGuess))
+			if errors.As(err, new(notAGuess)) {
+				st.validKey = true
+			}
 			if err != nil {
 				st.failure = err.Error()
 			} else {
@@ -345,7 +348,7 @@ func (s *Server) authConfig(st *connState) *gossh.ServerConfig {
 			case err == nil:
 				st.authenticated = true
 			case method != "publickey" && method != "none":
-				st.failure, st.validKey = method+" authentication is not offered", false
+				st.failure = method + " authentication is not offered"
 			case method == "none" && st.failure == "":
 				st.failure = "no key offered"
 			}
@@ -386,11 +389,13 @@ func (s *Server) authorize(st *connState, user string, key gossh.PublicKey) (*go
 	return perms, nil
 }
 
-// notAGuess is the refusal of a login whose key verified: the user's
-// connection limit, or the shutdown. It is audited as a failed login, but
-// it does not count towards the failed-login block, which is there to stop
-// guessing: a script that retries over its user's limit would otherwise
-// block everyone behind the same address.
+// notAGuess is the refusal of a login whose key verified (its signature
+// checked): the user's connection limit, or the shutdown. It is audited as
+// a failed login, but the connection, whatever other keys it offered
+// before or after, does not count towards the failed-login block, which is
+// there to stop guessing: a script that retries over its user's limit, or
+// a client whose agent offers more keys after the good one, would
+// otherwise block everyone behind the same address.
 type notAGuess struct{ error }
 
 // authPublicKey is gliderlabs' PublicKeyHandler. It answers queries early
@@ -405,7 +410,7 @@ func (s *Server) authPublicKey(ctx gliderssh.Context, key gliderssh.PublicKey) b
 	st.user = user
 	st.key = keyFingerprint(key)
 	if err != nil {
-		st.failure, st.validKey = err.Error(), false
+		st.failure = err.Error()
 	}
 	return err == nil
 }

@@ -25,6 +25,7 @@ type directTCPIP struct {
 // names a VM and the port must be 5900, its rfb console. Nothing is dialled
 // but a console location that XAPI returns.
 func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, newChan gossh.NewChannel, ctx gliderssh.Context) {
+	defer s.recoverPanic("forward")
 	st := stateOf(ctx)
 	var d directTCPIP
 	err := gossh.Unmarshal(newChan.ExtraData(), &d)
@@ -42,7 +43,6 @@ func (s *Server) handleDirectTCPIP(_ *gliderssh.Server, _ *gossh.ServerConn, new
 		return
 	}
 	defer s.handlers.Done()
-	defer s.recoverPanic("forward")
 
 	done, ok := s.openChannel(st)
 	if !ok {

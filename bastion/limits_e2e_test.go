@@ -9,9 +9,10 @@ import (
 	"testing"
 	"time"
 
+	gossh "golang.org/x/crypto/ssh"
+
 	"github.com/xenbastion/xenbastion/bastion"
 	"github.com/xenbastion/xenbastion/bastion/bastiontest"
-
 	"github.com/xenbastion/xenbastion/internal/testtool"
 )
 
@@ -162,6 +163,18 @@ func TestLimits(t *testing.T) {
 		for range 4 {
 			if r := runSSH(t, b, "alice", "", nil, "list"); r.code != 255 {
 				t.Fatalf("a connection over the limit: %+v", r)
+			}
+		}
+		// A client whose agent holds other keys offers them too, after
+		// the good one or before it: the connection has still proved a
+		// key.
+		stranger := newSigner(t)
+		for _, keys := range [][]gossh.Signer{{b.Signer("alice"), stranger}, {stranger, b.Signer("alice")}} {
+			for range 3 { // past AuthFailuresPerMinute, were they counted
+				if c, err := dialFromErr(b, "127.0.0.1", "alice", keys...); err == nil {
+					c.Close()
+					t.Fatal("a connection over the limit logged in")
+				}
 			}
 		}
 		if r := runSSH(t, b, "bob", "", nil, "list"); r.code != 0 {

@@ -63,9 +63,10 @@ func (s *Server) find(ctx context.Context, user string, raw string, proto xapi.P
 			vms, err = p.FindVMs(ctx, t.Name)
 		}
 		if err != nil {
-			if d := s.abandoned(ctx, nil); d != nil {
+			if d := s.abandoned(ctx, nil); d != nil && !errors.As(err, new(*xapi.FingerprintError)) {
 				// The pool did not fail: the bastion or the client
-				// stopped waiting for it.
+				// stopped waiting for it. (A certificate refused
+				// meanwhile still gets its xapi.tls_mismatch record.)
 				return nil, xapi.VM{}, d
 			}
 			failed++

@@ -187,17 +187,25 @@ func TestShutdownDuringLogin(t *testing.T) {
 type hungLookupPool struct {
 	bastion.Pool
 	asked chan struct{}
+	// err, if set, is what a lookup returns once its context has ended.
+	err error
 }
 
 func (p hungLookupPool) FindVMs(ctx context.Context, target string) ([]xapi.VM, error) {
 	p.asked <- struct{}{}
 	<-ctx.Done()
+	if p.err != nil {
+		return nil, p.err
+	}
 	return nil, fmt.Errorf("VM.get_by_name_label: %w", ctx.Err())
 }
 
 func (p hungLookupPool) VMs(ctx context.Context) ([]xapi.VM, error) {
 	p.asked <- struct{}{}
 	<-ctx.Done()
+	if p.err != nil {
+		return nil, p.err
+	}
 	return nil, fmt.Errorf("VM.get_all_records: %w", ctx.Err())
 }
 
@@ -231,8 +239,10 @@ func (h errorLog) errors() []string {
 // deadline is the pool's failure: "pool unavailable", and an error logged.
 func TestHungLookup(t *testing.T) {
 	t.Parallel()
-	start := func(t *testing.T, timeout time.Duration) (*bastiontest.Bastion, hungLookupPool, errorLog) {
-		pool := hungLookupPool{asked: make(chan struct{}, 1)}
+	// start's pool hangs its lookups; once their context ends they return
+	// lookupErr, or the context's error if it is nil.
+	start := func(t *testing.T, timeout time.Duration, lookupErr error) (*bastiontest.Bastion, hungLookupPool, errorLog) {
+		pool := hungLookupPool{asked: make(chan struct{}, 1), err: lookupErr}
 		log := errorLog{slog.NewTextHandler(io.Discard, nil), new(sync.Mutex), new([]string)}
 		b := bastiontest.Start(t, bastiontest.Options{Configure: func(s *bastion.Server) {
 			pool.Pool = s.Pools[0]
@@ -263,7 +273,7 @@ func TestHungLookup(t *testing.T) {
 
 	t.Run("session closed, connection kept", func(t *testing.T) {
 		t.Parallel()
-		b, pool, log := start(t, 0)
+		b, pool, log := start(t, 0, nil)
 		c := b.Dial(t, "alice")
 		sess, err := c.NewSession()
 		if err != nil {
@@ -280,7 +290,7 @@ func TestHungLookup(t *testing.T) {
 
 	t.Run("list, session closed", func(t *testing.T) {
 		t.Parallel()
-		b, pool, log := start(t, 0)
+		b, pool, log := start(t, 0, nil)
 		sess, err := b.Dial(t, "alice").NewSession()
 		if err != nil {
 			t.Fatal(err)
@@ -306,7 +316,7 @@ func TestHungLookup(t *testing.T) {
 	// their last packets).
 	t.Run("list, shutdown", func(t *testing.T) {
 		t.Parallel()
-		b, pool, log := start(t, 0)
+		b, pool, log := start(t, 0, nil)
 		sess, err := b.Dial(t, "alice").NewSession()
 		if err != nil {
 			t.Fatal(err)
@@ -331,9 +341,32 @@ func TestHungLookup(t *testing.T) {
 		}
 	})
 
+	// A certificate refused just as the client goes is still a security
+	// event: its record is written.
+	t.Run("session closed, certificate refused", func(t *testing.T) {
+		t.Parallel()
+		b, pool, log := start(t, 0, &xapi.FingerprintError{Host: "192.0.2.9:443", Fingerprint: "AA:BB"})
+		sess, err := b.Dial(t, "alice").NewSession()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sess.Start("console web-1"); err != nil {
+			t.Fatal(err)
+		}
+		<-pool.asked
+		sess.Close()
+		ev := b.WaitEvent(t, func(ev bastion.Event) bool { return ev.Event == bastion.EventTLSMismatch })
+		if ev.XAPIHost != "192.0.2.9:443" || ev.User != "alice" {
+			t.Errorf("xapi.tls_mismatch: %+v", ev)
+		}
+		if got := log.errors(); len(got) != 1 {
+			t.Errorf("errors logged: %q, want 1", got)
+		}
+	})
+
 	t.Run("client leaves", func(t *testing.T) {
 		t.Parallel()
-		b, pool, log := start(t, 0)
+		b, pool, log := start(t, 0, nil)
 		c := b.Dial(t, "alice")
 		go func() {
 			if conn, err := c.Dial("tcp", "web-1:5900"); err == nil {
@@ -348,7 +381,7 @@ func TestHungLookup(t *testing.T) {
 
 	t.Run("shutdown", func(t *testing.T) {
 		t.Parallel()
-		b, pool, log := start(t, 0)
+		b, pool, log := start(t, 0, nil)
 		c := b.Dial(t, "alice")
 		go func() {
 			if conn, err := c.Dial("tcp", "web-1:5900"); err == nil {
@@ -365,7 +398,7 @@ func TestHungLookup(t *testing.T) {
 
 	t.Run("timeout", func(t *testing.T) {
 		t.Parallel()
-		b, _, log := start(t, time.Second)
+		b, _, log := start(t, time.Second, nil)
 		sess, err := b.Dial(t, "alice").NewSession()
 		if err != nil {
 			t.Fatal(err)

@@ -353,7 +353,7 @@ func (s *Server) visibleVMs(ctx context.Context, user string) (entries []ListEnt
 	for _, p := range s.Pools {
 		vms, err := p.VMs(ctx)
 		if err != nil {
-			if !errors.Is(ctx.Err(), context.Canceled) {
+			if !errors.Is(ctx.Err(), context.Canceled) || errors.As(err, new(*xapi.FingerprintError)) {
 				// Not the client leaving or the shutdown: the pool failed.
 				s.poolError(ctx, p.Name(), "xapi list failed", err)
 			}
