@@ -135,7 +135,8 @@ func TestCertificatesAndKeyOptions(t *testing.T) {
 			return s
 		}, `source-address lists "bastion.example.com"`},
 		{"source-address with host bits set", "carol", func() gossh.Signer {
-			// sshd: "inconsistent mask length"; 127.0.0.1/8 would cover the client.
+			// sshd: "inconsistent mask length". The reason must name the
+			// entry: the network does cover the client's address.
 			_, s := certify(t, ca, carolKey, func(c *gossh.Certificate) {
 				c.CriticalOptions = map[string]string{"source-address": "127.0.0.1/8"}
 			})
