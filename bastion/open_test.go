@@ -270,19 +270,36 @@ func TestHungLookup(t *testing.T) {
 			t.Errorf("errors logged: %q, want %d", got, wantErrors)
 		}
 	}
-
-	t.Run("session closed, connection kept", func(t *testing.T) {
-		t.Parallel()
-		b, pool, log := start(t, 0, nil)
-		c := b.Dial(t, "alice")
+	// run starts cmd in a new session of c, and returns once the pool has
+	// been asked.
+	run := func(t *testing.T, c *gossh.Client, pool hungLookupPool, cmd string, stderr io.Writer) *gossh.Session {
+		t.Helper()
 		sess, err := c.NewSession()
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := sess.Start("console web-1"); err != nil {
+		sess.Stderr = stderr
+		if err := sess.Start(cmd); err != nil {
 			t.Fatal(err)
 		}
 		<-pool.asked
+		return sess
+	}
+	// forward asks c for a forward to web-1, and returns once the pool
+	// has been asked.
+	forward := func(pool hungLookupPool, c *gossh.Client) {
+		go func() {
+			if conn, err := c.Dial("tcp", "web-1:5900"); err == nil {
+				conn.Close()
+			}
+		}()
+		<-pool.asked
+	}
+
+	t.Run("session closed, connection kept", func(t *testing.T) {
+		t.Parallel()
+		b, pool, log := start(t, 0, nil)
+		sess := run(t, b.Dial(t, "alice"), pool, "console web-1", nil)
 		closed := time.Now()
 		sess.Close()
 		denied(t, b, log, closed, "the session closed", bastion.EndClientClosed, 0)
@@ -291,14 +308,7 @@ func TestHungLookup(t *testing.T) {
 	t.Run("list, session closed", func(t *testing.T) {
 		t.Parallel()
 		b, pool, log := start(t, 0, nil)
-		sess, err := b.Dial(t, "alice").NewSession()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := sess.Start("list"); err != nil {
-			t.Fatal(err)
-		}
-		<-pool.asked
+		sess := run(t, b.Dial(t, "alice"), pool, "list", nil)
 		sess.Close()
 		// list writes no record: Shutdown waits for its handler.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -317,16 +327,8 @@ func TestHungLookup(t *testing.T) {
 	t.Run("list, shutdown", func(t *testing.T) {
 		t.Parallel()
 		b, pool, log := start(t, 0, nil)
-		sess, err := b.Dial(t, "alice").NewSession()
-		if err != nil {
-			t.Fatal(err)
-		}
 		var stderr strings.Builder
-		sess.Stderr = &stderr
-		if err := sess.Start("list"); err != nil {
-			t.Fatal(err)
-		}
-		<-pool.asked
+		sess := run(t, b.Dial(t, "alice"), pool, "list", &stderr)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		stopped := time.Now()
@@ -346,15 +348,7 @@ func TestHungLookup(t *testing.T) {
 	t.Run("session closed, certificate refused", func(t *testing.T) {
 		t.Parallel()
 		b, pool, log := start(t, 0, &xapi.FingerprintError{Host: "192.0.2.9:443", Fingerprint: "AA:BB"})
-		sess, err := b.Dial(t, "alice").NewSession()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := sess.Start("console web-1"); err != nil {
-			t.Fatal(err)
-		}
-		<-pool.asked
-		sess.Close()
+		run(t, b.Dial(t, "alice"), pool, "console web-1", nil).Close()
 		ev := b.WaitEvent(t, func(ev bastion.Event) bool { return ev.Event == bastion.EventTLSMismatch })
 		if ev.XAPIHost != "192.0.2.9:443" || ev.User != "alice" {
 			t.Errorf("xapi.tls_mismatch: %+v", ev)
@@ -368,12 +362,7 @@ func TestHungLookup(t *testing.T) {
 		t.Parallel()
 		b, pool, log := start(t, 0, nil)
 		c := b.Dial(t, "alice")
-		go func() {
-			if conn, err := c.Dial("tcp", "web-1:5900"); err == nil {
-				conn.Close()
-			}
-		}()
-		<-pool.asked
+		forward(pool, c)
 		left := time.Now()
 		c.Close()
 		denied(t, b, log, left, "the client left", bastion.EndDisconnected, 0)
@@ -382,13 +371,7 @@ func TestHungLookup(t *testing.T) {
 	t.Run("shutdown", func(t *testing.T) {
 		t.Parallel()
 		b, pool, log := start(t, 0, nil)
-		c := b.Dial(t, "alice")
-		go func() {
-			if conn, err := c.Dial("tcp", "web-1:5900"); err == nil {
-				conn.Close()
-			}
-		}()
-		<-pool.asked
+		forward(pool, b.Dial(t, "alice"))
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		stopped := time.Now()

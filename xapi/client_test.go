@@ -1629,16 +1629,18 @@ func newFakeClient(t *testing.T, srv *httptest.Server, opts ...func(*Config)) *C
 	return c
 }
 
-// TestBadReplies: a reply that is not XAPI's gives an error, and the client
-// works again once the server behaves: no error poisons it (as one does
-// kolo/xmlrpc's net/rpc client: "connection is shut down").
+// TestBadReplies: a reply that is not XAPI's, or a HOST_IS_SLAVE that names
+// no master, gives an error, and the client works again once the server
+// behaves: no error poisons it (as one does kolo/xmlrpc's net/rpc client:
+// "connection is shut down"), and none moves its master.
 func TestBadReplies(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name       string
 		mode       int32
-		afterLogin bool // misbehave only after a good login
-		wantText   string
+		afterLogin bool   // misbehave only after a good login
+		wantText   string // in the error
+		wantCode   string // the error's XAPI code; none if empty
 	}{
 		{name: "HTML 500 at login", mode: fakeHTML500, wantText: "HTTP 500"},
 		{name: "HTML 500 after login", mode: fakeHTML500, afterLogin: true, wantText: "HTTP 500"},
@@ -1647,6 +1649,10 @@ func TestBadReplies(t *testing.T) {
 		{name: "reset at login", mode: fakeReset, wantText: "EOF"},
 		{name: "reset after login", mode: fakeReset, afterLogin: true, wantText: "EOF"},
 		{name: "truncated after login", mode: fakeTruncated, afterLogin: true, wantText: "EOF"},
+		{name: "HOST_IS_SLAVE without an address at login", mode: fakeSlaveNoAddr, wantText: "HOST_IS_SLAVE", wantCode: CodeHostIsSlave},
+		{name: "HOST_IS_SLAVE without an address after login", mode: fakeSlaveNoAddr, afterLogin: true, wantText: "HOST_IS_SLAVE", wantCode: CodeHostIsSlave},
+		{name: "HOST_IS_SLAVE with a path at login", mode: fakeSlaveBadAddr, wantText: "HOST_IS_SLAVE", wantCode: CodeHostIsSlave},
+		{name: "HOST_IS_SLAVE with a path after login", mode: fakeSlaveBadAddr, afterLogin: true, wantText: "HOST_IS_SLAVE", wantCode: CodeHostIsSlave},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1661,6 +1667,7 @@ func TestBadReplies(t *testing.T) {
 					t.Fatalf("with a good server: %v", err)
 				}
 			}
+			master := c.Master()
 			fake.mode.Store(tt.mode)
 			for i := range 2 {
 				vms, err := c.FindVMs(ctx, "web-1")
@@ -1670,10 +1677,16 @@ func TestBadReplies(t *testing.T) {
 				if !strings.Contains(err.Error(), tt.wantText) || !strings.HasPrefix(err.Error(), "xapi: ") {
 					t.Errorf("call %d: err = %q, want it to start with \"xapi: \" and mention %q", i, err, tt.wantText)
 				}
-				var xe *Error
-				if errors.As(err, &xe) {
-					t.Errorf("call %d: %v is an XAPI *Error", i, err)
+				code := ""
+				if xe := (*Error)(nil); errors.As(err, &xe) {
+					code = xe.Code
 				}
+				if code != tt.wantCode {
+					t.Errorf("call %d: %v has XAPI code %q, want %q", i, err, code, tt.wantCode)
+				}
+			}
+			if got := c.Master(); got != master {
+				t.Errorf("master moved to %q", got)
 			}
 			fake.mode.Store(fakeOK)
 			for i := range 2 {
@@ -1682,44 +1695,6 @@ func TestBadReplies(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// TestHostIsSlaveWithoutAnAddress: a HOST_IS_SLAVE whose master address
-// names no host is returned as the error it is, at login or after; the
-// client does not move its master there, and works again once the host
-// answers properly.
-func TestHostIsSlaveWithoutAnAddress(t *testing.T) {
-	t.Parallel()
-	for _, mode := range []int32{fakeSlaveNoAddr, fakeSlaveBadAddr} {
-		for _, afterLogin := range []bool{false, true} {
-			t.Run(fmt.Sprintf("mode %d, after login %v", mode, afterLogin), func(t *testing.T) {
-				t.Parallel()
-				fake := &fakeXAPI{}
-				srv := httptest.NewTLSServer(fake)
-				t.Cleanup(srv.Close)
-				c := newFakeClient(t, srv)
-				ctx := t.Context()
-				if afterLogin {
-					if _, err := c.FindVMs(ctx, "web-1"); err != nil {
-						t.Fatalf("with a good server: %v", err)
-					}
-				}
-				master := c.Master()
-				fake.mode.Store(mode)
-				var xe *Error
-				if _, err := c.FindVMs(ctx, "web-1"); !errors.As(err, &xe) || xe.Code != CodeHostIsSlave {
-					t.Errorf("err = %v, want HOST_IS_SLAVE", err)
-				}
-				if got := c.Master(); got != master {
-					t.Errorf("master moved to %q", got)
-				}
-				fake.mode.Store(fakeOK)
-				if _, err := c.FindVMs(ctx, "web-1"); err != nil {
-					t.Errorf("once the server behaves: %v", err)
-				}
-			})
-		}
 	}
 }
 
