@@ -164,7 +164,7 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	c.dialer.Timeout = cfg.Timeout
 	c.dialer.KeepAlive = 30 * time.Second
-	c.http = &http.Client{Transport: &http.Transport{
+	tr := &http.Transport{
 		// Every XML-RPC connection is checked by dialTLS, for the host
 		// it is to (the transport then ignores TLSClientConfig and
 		// TLSHandshakeTimeout).
@@ -177,7 +177,15 @@ func NewClient(cfg Config) (*Client, error) {
 		},
 		MaxIdleConnsPerHost: 16,
 		IdleConnTimeout:     90 * time.Second,
-	}}
+	}
+	c.http = &http.Client{
+		Transport: tr,
+		// xapi never redirects. Following one would post the call again,
+		// the password or session with it, wherever Location points,
+		// over plain HTTP too (dialTLS checks only https): a 3xx is an
+		// error, as any reply but 200 is.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
 	return c, nil
 }
 

@@ -1698,6 +1698,35 @@ func TestBadReplies(t *testing.T) {
 	}
 }
 
+// TestNoRedirects: xapi never redirects, and a host that does (or a proxy
+// in front of it) gets no second copy of the call: the login's password
+// and the session would go wherever Location says, over plain HTTP too.
+func TestNoRedirects(t *testing.T) {
+	t.Parallel()
+	for _, code := range []int{http.StatusTemporaryRedirect, http.StatusPermanentRedirect, http.StatusFound} {
+		t.Run(http.StatusText(code), func(t *testing.T) {
+			t.Parallel()
+			var reached atomic.Int32
+			elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				reached.Add(1)
+				http.Error(w, "no", http.StatusInternalServerError)
+			}))
+			t.Cleanup(elsewhere.Close)
+			srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				http.Redirect(w, r, elsewhere.URL+"/", code)
+			}))
+			t.Cleanup(srv.Close)
+			err := newFakeClient(t, srv).Login(t.Context())
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("HTTP %d", code)) {
+				t.Errorf("Login: %v, want an HTTP %d error", err, code)
+			}
+			if n := reached.Load(); n != 0 {
+				t.Errorf("the redirect was followed: %d requests reached %s", n, elsewhere.URL)
+			}
+		})
+	}
+}
+
 // TestHostPort covers console location hosts as xapi may write them.
 func TestHostPort(t *testing.T) {
 	t.Parallel()
