@@ -122,6 +122,18 @@ func (k *KnownHosts) Lookup(pool, hostport string) ([]string, error) {
 // FirstUse set. Any other error (the file cannot be read or written, or
 // is malformed) means the host must not be trusted either.
 func (k *KnownHosts) Check(pool, hostport, fingerprint string) (recorded bool, err error) {
+	return k.check(pool, hostport, fingerprint, true)
+}
+
+// Verify is Check without the recording: a host with no line passes.
+// A TLS client verifies before the server has proved that it holds the
+// certificate's key, and records (Check) only once the handshake is done.
+func (k *KnownHosts) Verify(pool, hostport, fingerprint string) error {
+	_, err := k.check(pool, hostport, fingerprint, false)
+	return err
+}
+
+func (k *KnownHosts) check(pool, hostport, fingerprint string, record bool) (recorded bool, err error) {
 	if err := checkPoolName(pool); err != nil {
 		return false, err
 	}
@@ -144,6 +156,9 @@ func (k *KnownHosts) Check(pool, hostport, fingerprint string) (recorded bool, e
 			return false, nil
 		}
 		return false, &FingerprintError{Host: hostport, Fingerprint: fp, Want: slices.Clone(want), FirstUse: true, File: k.path}
+	}
+	if !record {
+		return false, nil
 	}
 	if err := k.add(key, fp); err != nil {
 		return false, fmt.Errorf("recording the certificate of %s: %w", hostport, err)

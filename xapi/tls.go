@@ -16,7 +16,18 @@ import (
 // dial and handshake take at most the client's timeout; the returned conn
 // has no deadline.
 func (c *Client) dialTLS(ctx context.Context, hostport string) (*tls.Conn, error) {
-	return c.handshake(ctx, hostport, c.tlsConfigFor(hostport))
+	tc, err := c.handshake(ctx, hostport, c.tlsConfigFor(hostport))
+	if err != nil || c.known == nil {
+		return tc, err
+	}
+	// A host met for the first time is recorded only now that it has
+	// proved that it holds its certificate's key: a handshake that fails
+	// (a borrowed certificate, a connection cut) must not pin anything.
+	if err := c.verifyFirstUse(hostport, tc.ConnectionState(), true); err != nil {
+		tc.Close()
+		return nil, err
+	}
+	return tc, nil
 }
 
 // handshake dials hostport and does a TLS handshake with cfg.
@@ -54,7 +65,7 @@ func (c *Client) tlsConfigFor(hostport string) *tls.Config {
 	switch verify := cfg.VerifyConnection; {
 	case c.known != nil:
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
-			return c.verifyFirstUse(hostport, cs)
+			return c.verifyFirstUse(hostport, cs, false)
 		}
 	case verify != nil:
 		cfg.VerifyConnection = func(cs tls.ConnectionState) error {
@@ -80,12 +91,16 @@ func setServerName(cfg *tls.Config, hostport string) {
 }
 
 // verifyFirstUse checks the certificate of the host at hostport against
-// the known-hosts file, recording it if the host has none there.
-func (c *Client) verifyFirstUse(hostport string, cs tls.ConnectionState) error {
+// the known-hosts file, and, if record is set, records it when the host
+// has none there.
+func (c *Client) verifyFirstUse(hostport string, cs tls.ConnectionState, record bool) error {
 	if len(cs.PeerCertificates) == 0 {
 		return errNoCertificate
 	}
 	fp := Fingerprint(cs.PeerCertificates[0].Raw)
+	if !record {
+		return c.known.Verify(c.cfg.Name, hostport, fp)
+	}
 	recorded, err := c.known.Check(c.cfg.Name, hostport, fp)
 	if recorded {
 		c.log.Info("recorded xapi host certificate on first use", "host", hostport, "fingerprint", fp, "file", c.known.Path())

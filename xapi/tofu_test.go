@@ -3,6 +3,9 @@ package xapi
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -137,6 +140,49 @@ func TestTrustOnFirstUse(t *testing.T) {
 	}
 	if strings.Contains(log2.String(), "recorded") {
 		t.Errorf("the second client recorded a host:\n%s", log2.String())
+	}
+}
+
+// TestFirstUseNeedsTheKey: a server that presents a host's certificate
+// without its private key fails the handshake, and its certificate is not
+// recorded: whoever answers first must prove the key before it is pinned.
+func TestFirstUseNeedsTheKey(t *testing.T) {
+	t.Parallel()
+	p := xapitest.NewTestPool(t, xapitest.Options{Members: -1})
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{
+		// TLS 1.2, as xapi: the key proves itself in ServerKeyExchange,
+		// after the client has seen the certificate.
+		Certificates: []tls.Certificate{{Certificate: [][]byte{p.Host(0).Certificate().Raw}, PrivateKey: key}},
+		MaxVersion:   tls.VersionTLS12,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { c.(*tls.Conn).Handshake(); c.Close() }()
+		}
+	}()
+	file := filepath.Join(t.TempDir(), "known_hosts")
+	c, err := NewClient(Config{Name: "lab", URL: "https://" + ln.Addr().String(), Username: "u", Password: "p",
+		Trust: Trust{TrustOnFirstUse: true, KnownHostsFile: file}, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Login(t.Context()); err == nil || !strings.Contains(err.Error(), "signature") {
+		t.Errorf("Login: %v, want a handshake error about the signature", err)
+	}
+	if _, err := os.Stat(file); err == nil {
+		t.Errorf("recorded after a failed handshake: %q", entryLines(t, file))
 	}
 }
 
