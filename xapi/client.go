@@ -96,6 +96,9 @@ type Client struct {
 	// session wait for it instead of each logging in (a failed login
 	// costs xapi's 5 s delay and may count towards a lock-out).
 	pending *login
+	// poolUUID is the pool's UUID, as the first login found it: every
+	// later login must find the same (checkPool).
+	poolUUID string
 
 	// cache holds lookups and console records for warm opens.
 	cache *lookupCache
@@ -434,10 +437,48 @@ func (c *Client) login(ctx context.Context) (session, master string, err error) 
 		if session == "" {
 			return "", "", fmt.Errorf("xapi: login to %s: empty session reference", master)
 		}
+		if err := c.checkPool(ctx, master, session); err != nil {
+			var void struct{}
+			_ = rpc(ctx, c, master, "session.logout", &void, session)
+			return "", "", err
+		}
 		c.log.Info("logged in to xapi", "master", master)
 		c.noteHost(master)
 		return session, master, nil
 	}
+}
+
+// checkPool makes sure that master, just logged in to, is the master of
+// the pool that the client first logged in to. A failover sends login to
+// hosts the client remembers (console hosts, earlier masters); one that
+// has since joined another pool would name that pool's master, and its
+// VMs would be served under this pool's name and access rules, with this
+// pool's credentials sent there.
+func (c *Client) checkPool(ctx context.Context, master, session string) error {
+	var pools map[string]struct {
+		UUID string `xmlrpc:"uuid"`
+	}
+	if err := rpc(ctx, c, master, "pool.get_all_records", &pools, session); err != nil {
+		return fmt.Errorf("xapi: pool.get_all_records at %s: %w", master, stripPrefix(err))
+	}
+	if len(pools) != 1 {
+		return fmt.Errorf("xapi: %s has %d pool records, not 1", master, len(pools))
+	}
+	var uuid string
+	for _, p := range pools {
+		uuid = p.UUID
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch c.poolUUID {
+	case "":
+		c.poolUUID = uuid
+	case uuid:
+	default:
+		c.log.Error("a host named as the master belongs to another pool; not logging in there", "master", master, "pool_uuid", uuid, "want", c.poolUUID)
+		return fmt.Errorf("xapi: %s is the master of another pool (uuid %s, not %s)", master, uuid, c.poolUUID)
+	}
+	return nil
 }
 
 // dropSession forgets session if it is still the current one.

@@ -1036,8 +1036,15 @@ type expireAfterNext struct {
 }
 
 func (e *expireAfterNext) RoundTrip(r *http.Request) (*http.Response, error) {
+	login := false
+	if body, err := r.GetBody(); err == nil {
+		b, _ := io.ReadAll(body)
+		login = bytes.Contains(b, []byte("<methodName>session.login_with_password</methodName>"))
+	}
 	resp, err := e.base.RoundTrip(r)
-	if e.armed.CompareAndSwap(true, false) || e.always.Load() {
+	// always: each session dies as soon as it has been used once, after
+	// the login's own check of the pool (checkPool).
+	if e.armed.CompareAndSwap(true, false) || e.always.Load() && !login {
 		e.pool.ExpireSessions()
 	}
 	return resp, err
@@ -1591,6 +1598,10 @@ func (f *fakeXAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		value = "<value>OpaqueRef:fake-session</value>"
 	case string(m[1]) == "VM.get_by_name_label":
 		value = "<value><array><data></data></array></value>"
+	case string(m[1]) == "pool.get_all_records":
+		value = "<value><struct><member><name>OpaqueRef:fake-pool</name><value><struct>" +
+			"<member><name>uuid</name><value>0d5e5c6a-2a27-4d0f-9a4b-5f5b0b0c1f3e</value></member>" +
+			"</struct></value></member></struct></value>"
 	case string(m[1]) == "session.logout":
 		value = "<value></value>"
 	default:
@@ -2004,6 +2015,44 @@ func TestSlowCallKeepsSession(t *testing.T) {
 	}
 	if n := p.Sessions(); n != 1 {
 		t.Errorf("the pool holds %d sessions of the client, want 1 (one was dropped without a logout)", n)
+	}
+}
+
+// TestFailoverIntoAnotherPool: a host the client met in its pool (as a
+// console host) has since joined another pool. When the pool's master and
+// the configured host stop answering, login asks that host, which names
+// the other pool's master. The client must not log in there and serve the
+// other pool's VMs under this pool's name and access rules.
+func TestFailoverIntoAnotherPool(t *testing.T) {
+	t.Parallel()
+	a := newPool(t, xapitest.Options{Members: -1})
+	b := newPool(t, xapitest.Options{Members: -1}) // the same credentials
+	b.AddVM(xapitest.VMSpec{Name: "other-pool-vm"})
+	ex := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "text/xml")
+		fmt.Fprintf(w, `<?xml version="1.0"?><methodResponse><params><param><value><struct>`+
+			`<member><name>Status</name><value>Failure</value></member>`+
+			`<member><name>ErrorDescription</name><value><array><data><value>HOST_IS_SLAVE</value><value>%s</value></data></array></value></member>`+
+			`</struct></value></param></params></methodResponse>`, b.Master().Address())
+	}))
+	t.Cleanup(ex.Close)
+	// With trust on first use, each new host is taken at its word (and
+	// xapitest's hosts share certificates across pools anyway): only the
+	// pool check stands in the way.
+	c := newTOFUClient(t, a, filepath.Join(t.TempDir(), "known_hosts"))
+	if _, err := c.FindVMs(t.Context(), "web-1"); err != nil {
+		t.Fatal(err)
+	}
+	c.noteHost(strings.TrimPrefix(ex.URL, "https://")) // met as a console host
+	a.Close()
+	c.http.CloseIdleConnections() // the next call dials, and finds a gone
+	vms, err := c.FindVMs(t.Context(), "other-pool-vm")
+	if err == nil || !strings.Contains(err.Error(), "master of another pool") {
+		t.Errorf("FindVMs: %v, %v; want an error about another pool", vms, err)
+	}
+	if n := b.Sessions(); n != 0 {
+		t.Errorf("the other pool holds %d sessions of the client, want 0 (logged out)", n)
 	}
 }
 
