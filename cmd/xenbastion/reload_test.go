@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -47,12 +48,34 @@ func TestReloadOnSIGHUP(t *testing.T) {
 		t.Errorf("after the reload alice sees %q, want web-1 web-2", got)
 	}
 
-	data, _ := yaml.Marshal(c)
+	// Renaming (or removing) a running pool needs a restart: the pool is
+	// still served, and the rules that name it would be gone.
+	renamed := c
+	renamed.Users = slices.Clone(c.Users)
+	renamed.Pools = slices.Clone(c.Pools)
+	renamed.Pools[0].Name = "lab2"
+	renamed.Ciphers = []string{"aes128-gcm@openssh.com"}
+	writeConfig(t, dir, renamed)
+	syscall.Kill(syscall.Getpid(), syscall.SIGHUP)
+	waitFor(t, log, regexp.MustCompile(`(reload failed; the running configuration stays.*pool \\"lab\\" is no longer in the file)`), nil)
+	if got := list(); got != "web-1 web-2" {
+		t.Errorf("after a refused reload alice sees %q, want the running configuration's web-1 web-2", got)
+	}
+	renamed.Pools = c.Pools
+	renamed.Users[0].Allow = rulesOf("web-1")
+	writeConfig(t, dir, renamed)
+	syscall.Kill(syscall.Getpid(), syscall.SIGHUP)
+	waitFor(t, log, regexp.MustCompile(`(?s)(reload: these changes take effect at the next restart.*changed=ciphers.*reload: configuration reloaded)`), nil)
+	if got := list(); got != "web-1" {
+		t.Errorf("after the reload alice sees %q, want web-1", got)
+	}
+
+	data, _ := yaml.Marshal(renamed)
 	writeFile(t, dir, "xenbastion.yaml", string(data)+"bogus: 1\n")
 	syscall.Kill(syscall.Getpid(), syscall.SIGHUP)
 	waitFor(t, log, regexp.MustCompile(`(reload failed; the running configuration stays.*unknown key)`), nil)
-	if got := list(); got != "web-1 web-2" {
-		t.Errorf("after a failed reload alice sees %q, want the running configuration's web-1 web-2", got)
+	if got := list(); got != "web-1" {
+		t.Errorf("after a failed reload alice sees %q, want the running configuration's web-1", got)
 	}
 }
 

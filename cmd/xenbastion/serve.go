@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/signal"
 	"reflect"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -129,9 +131,9 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 
 // reloadOnHangup re-reads the configuration and every key file on each
 // SIGHUP from hup and gives the server the new policy. A file that does
-// not load keeps the running configuration, and the log says why. Changes
-// to pools, limits, the listen address or the host key need a restart; the
-// log says so.
+// not load, or drops a running pool, keeps the running configuration, and
+// the log says why. The other settings need a restart (restartOnly); the
+// log names those that changed.
 func reloadOnHangup(log *slog.Logger, hup <-chan os.Signal, path string, running *Config, srv *bastion.Server) (stop func()) {
 	done := make(chan struct{})
 	go func() {
@@ -150,11 +152,13 @@ func reloadOnHangup(log *slog.Logger, hup <-chan os.Signal, path string, running
 func reload(log *slog.Logger, path string, running *Config, srv *bastion.Server) {
 	cfg, err := loadConfig(path)
 	if err == nil {
+		err = keepsPools(running, cfg)
+	}
+	if err == nil {
 		var policy *bastion.Policy
 		if policy, err = cfg.policy(log); err == nil {
-			if !reflect.DeepEqual(cfg.Pools, running.Pools) || cfg.Limits != running.Limits ||
-				cfg.Listen != running.Listen || cfg.HostKeyFile != running.HostKeyFile || cfg.AuditLog != running.AuditLog {
-				log.Warn("reload: changes to pools, limits, listen, host_key_file or audit_log take effect at the next restart")
+			if changed := restartOnly(running, cfg); len(changed) > 0 {
+				log.Warn("reload: these changes take effect at the next restart", "changed", strings.Join(changed, ", "))
 			}
 			srv.SetPolicy(policy)
 			log.Info("reload: configuration reloaded", "users", len(cfg.Users), "groups", len(cfg.Groups))
@@ -162,4 +166,41 @@ func reload(log *slog.Logger, path string, running *Config, srv *bastion.Server)
 		}
 	}
 	log.Error("reload failed; the running configuration stays", "err", err)
+}
+
+// keepsPools refuses a new configuration that drops (or renames) a pool
+// the server runs: the pool is served until a restart, and the rules
+// that name it, a deny among them, would be gone meanwhile (a rule must
+// name a configured pool).
+func keepsPools(running, cfg *Config) error {
+	for _, p := range running.Pools {
+		if !slices.ContainsFunc(cfg.Pools, func(q PoolConfig) bool { return q.Name == p.Name }) {
+			return fmt.Errorf("pool %q is no longer in the file, but it is served until a restart: removing or renaming a pool needs a restart", p.Name)
+		}
+	}
+	return nil
+}
+
+// restartOnly names the settings that cfg changes from running and that
+// only a restart applies: all but the users, groups and key files.
+func restartOnly(running, cfg *Config) []string {
+	var changed []string
+	for _, f := range []struct {
+		name string
+		same bool
+	}{
+		{"listen", cfg.Listen == running.Listen},
+		{"host_key_file", cfg.HostKeyFile == running.HostKeyFile},
+		{"audit_log", cfg.AuditLog == running.AuditLog},
+		{"debug_listen", cfg.DebugListen == running.DebugListen},
+		{"pools", reflect.DeepEqual(cfg.Pools, running.Pools)},
+		{"limits", cfg.Limits == running.Limits},
+		{"xapi_known_hosts", cfg.XAPIKnownHosts == running.XAPIKnownHosts},
+		{"ciphers", slices.Equal(cfg.Ciphers, running.Ciphers)},
+	} {
+		if !f.same {
+			changed = append(changed, f.name)
+		}
+	}
+	return changed
 }
