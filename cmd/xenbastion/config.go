@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -354,7 +355,13 @@ func (c *Config) policy(log *slog.Logger) (*bastion.Policy, error) {
 		var lists [][]keys.AuthorizedKey
 		if u.AuthorizedKeysFile != "" {
 			ks, err := keys.LoadAuthorizedKeysFile(u.AuthorizedKeysFile)
-			if err != nil {
+			switch {
+			case errors.Is(err, fs.ErrNotExist):
+				// As sshd: no file, no keys. Deleting a user's key file
+				// is a way to revoke their keys, and a reload refused
+				// for it would keep them working.
+				log.Warn("authorized_keys_file does not exist", "user", u.Name, "authorized_keys_file", u.AuthorizedKeysFile)
+			case err != nil:
 				return nil, fmt.Errorf("user %s: %w", u.Name, err)
 			}
 			lists = append(lists, ks)

@@ -420,7 +420,7 @@ func TestPolicyErrors(t *testing.T) {
 	tests := []struct {
 		name     string
 		file     string // if not "", the content of alice's authorized_keys_file
-		noFile   bool   // name a file that does not exist
+		isDir    bool   // the file's path is a directory (a missing file is no keys)
 		keys     []string
 		allow    []string
 		want     []string // each in the message
@@ -450,10 +450,9 @@ func TestPolicyErrors(t *testing.T) {
 			want: []string{"user alice keys[0]:1: ", `unsupported option "no-pty"`},
 		},
 		{
-			name:   "missing file",
-			noFile: true,
-			want:   []string{"user alice: ", "alice.keys"},
-			wantIs: fs.ErrNotExist,
+			name:  "unreadable file",
+			isDir: true,
+			want:  []string{"user alice: ", "alice.keys"},
 		},
 		{
 			name:  "bad allow glob",
@@ -466,12 +465,14 @@ func TestPolicyErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			u := UserConfig{Name: "alice", Keys: tt.keys, Allow: rulesOf(tt.allow...)}
-			if tt.file != "" || tt.noFile {
+			if tt.file != "" || tt.isDir {
 				u.AuthorizedKeysFile = filepath.Join(dir, string(rune('a'+i)), "alice.keys")
 				if err := os.MkdirAll(filepath.Dir(u.AuthorizedKeysFile), 0o700); err != nil {
 					t.Fatal(err)
 				}
-				if !tt.noFile {
+				if tt.isDir {
+					os.Mkdir(u.AuthorizedKeysFile, 0o700)
+				} else {
 					writeFile(t, filepath.Dir(u.AuthorizedKeysFile), "alice.keys", tt.file)
 				}
 			}
@@ -578,24 +579,36 @@ func rulesOf(patterns ...string) []RuleConfig {
 }
 
 // TestPolicyUserWithoutKeys: emptying a user's key file (commenting out the
-// last line) is how their last key is revoked; the policy loads, so that a
-// reload takes it, with a warning, and the key is refused.
+// last line) or deleting it, as sshd takes a missing authorized_keys, is how
+// their last key is revoked; the policy loads, so that a reload takes it,
+// with a warning, and the key is refused.
 func TestPolicyUserWithoutKeys(t *testing.T) {
 	t.Parallel()
-	dir := t.TempDir()
-	key, line := newUserKey(t)
-	path := writeFile(t, dir, "alice.keys", line+"\n")
-	c := &Config{Users: []UserConfig{{Name: "alice", AuthorizedKeysFile: path, Allow: rulesOf("*")}}}
-	writeFile(t, dir, "alice.keys", "# "+line+"   (revoked: laptop stolen)\n")
-	var logged strings.Builder
-	p, err := c.policy(slog.New(slog.NewTextHandler(&logged, nil)))
-	if err != nil {
-		t.Fatalf("policy with alice's only key removed: %v", err)
-	}
-	if _, err := p.Authenticate("alice", key.PublicKey(), &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1}, time.Now()); err == nil {
-		t.Error("the removed key is still accepted")
-	}
-	if !strings.Contains(logged.String(), "user has no keys") || !strings.Contains(logged.String(), "user=alice") {
-		t.Errorf("no warning logged: %q", logged.String())
+	for _, tt := range []struct {
+		name   string
+		revoke func(path, line string)
+	}{
+		{"key commented out", func(path, line string) { os.WriteFile(path, []byte("# "+line+"   (revoked: laptop stolen)\n"), 0o644) }},
+		{"file deleted", func(path, _ string) { os.Remove(path) }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			key, line := newUserKey(t)
+			path := writeFile(t, dir, "alice.keys", line+"\n")
+			c := &Config{Users: []UserConfig{{Name: "alice", AuthorizedKeysFile: path, Allow: rulesOf("*")}}}
+			tt.revoke(path, line)
+			var logged strings.Builder
+			p, err := c.policy(slog.New(slog.NewTextHandler(&logged, nil)))
+			if err != nil {
+				t.Fatalf("policy with alice's only key removed: %v", err)
+			}
+			if _, err := p.Authenticate("alice", key.PublicKey(), &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1), Port: 1}, time.Now()); err == nil {
+				t.Error("the removed key is still accepted")
+			}
+			if !strings.Contains(logged.String(), "user has no keys") || !strings.Contains(logged.String(), "user=alice") {
+				t.Errorf("no warning logged: %q", logged.String())
+			}
+		})
 	}
 }
