@@ -1,8 +1,10 @@
 package bastion_test
 
 import (
+	"crypto/dsa"
 	"crypto/ed25519"
 	"crypto/rand"
+	"crypto/rsa"
 	"io"
 	"os"
 	"strings"
@@ -259,4 +261,65 @@ func TestCertificateExtensions(t *testing.T) {
 			t.Errorf("list: %v %q", err, out)
 		}
 	})
+}
+
+// TestLegacySignaturesRefused: as sshd (since OpenSSH 7.0 and 8.8), a DSA
+// key and an RSA key's SHA-1 signature (ssh-rsa) do not log in, while the
+// same RSA key signing with rsa-sha2-256 or -512 does.
+func TestLegacySignaturesRefused(t *testing.T) {
+	t.Parallel()
+	rk, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rsaSigner, err := gossh.NewSignerFromKey(rk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dk dsa.PrivateKey
+	if err := dsa.GenerateParameters(&dk.Parameters, rand.Reader, dsa.L1024N160); err != nil {
+		t.Fatal(err)
+	}
+	if err := dsa.GenerateKey(&dk, rand.Reader); err != nil {
+		t.Fatal(err)
+	}
+	dsaSigner, err := gossh.NewSignerFromKey(&dk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := bastiontest.Start(t, bastiontest.Options{})
+	ks, err := keys.ParseAuthorizedKeys(append(gossh.MarshalAuthorizedKey(rsaSigner.PublicKey()), gossh.MarshalAuthorizedKey(dsaSigner.PublicKey())...), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := bastion.NewPolicy([]bastion.User{{Name: "alice", Keys: keys.NewKeySet(ks), Allow: []bastion.Rule{{Pattern: "*"}}}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Server.SetPolicy(policy)
+	only := func(algo string) gossh.Signer {
+		s, err := gossh.NewSignerWithAlgorithms(rsaSigner.(gossh.AlgorithmSigner), []string{algo})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	for _, tt := range []struct {
+		name   string
+		signer gossh.Signer
+		ok     bool
+	}{
+		{"rsa-sha2-256", only(gossh.KeyAlgoRSASHA256), true},
+		{"rsa-sha2-512", only(gossh.KeyAlgoRSASHA512), true},
+		{"ssh-rsa (SHA-1)", only(gossh.KeyAlgoRSA), false},
+		{"ssh-dss", dsaSigner, false},
+	} {
+		c, err := dialFromErr(b, "127.0.0.1", "alice", tt.signer)
+		if err == nil {
+			c.Close()
+		}
+		if (err == nil) != tt.ok {
+			t.Errorf("%s: logged in %v, want %v (%v)", tt.name, err == nil, tt.ok, err)
+		}
+	}
 }

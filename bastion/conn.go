@@ -316,11 +316,17 @@ func (s *Server) serverConfig(ctx gliderssh.Context) *gossh.ServerConfig {
 	return s.authConfig(stateOf(ctx))
 }
 
+var pubKeyAuthAlgorithms = gossh.SupportedAlgorithms().PublicKeyAuths
+
 // authConfig is the x/crypto config of the connection st.
 func (s *Server) authConfig(st *connState) *gossh.ServerConfig {
 	return &gossh.ServerConfig{
 		Config:       gossh.Config{Ciphers: s.Ciphers},
 		MaxAuthTries: 6,
+		// x/crypto's secure list: not ssh-dss, nor ssh-rsa's SHA-1
+		// signatures, which its default still takes and sshd refuses
+		// (since OpenSSH 7.0 and 8.8). RSA keys sign with rsa-sha2-*.
+		PublicKeyAuthAlgorithms: pubKeyAuthAlgorithms,
 		// Nothing reads what a client sends as stderr.
 		DiscardClientStderr: true,
 		VerifiedPublicKeyCallback: func(cm gossh.ConnMetadata, key gossh.PublicKey, _ *gossh.Permissions, _ string) (*gossh.Permissions, error) {
