@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -51,19 +52,37 @@ func asPools(clients []*xapi.Client) []bastion.Pool {
 	return pools
 }
 
-// loginAll logs in to each pool, logging the outcome; a pool that is down
-// at start-up is not fatal: the bastion logs in again when asked.
-func loginAll(ctx context.Context, log *slog.Logger, clients []*xapi.Client) {
+// loginAll logs in to every pool at once, logging each outcome, and
+// returns when all are done or after wait. A pool that is down at start-up
+// is not fatal (the bastion logs in again when asked), and one that hangs
+// must not hold up the others' users: its login goes on meanwhile, and a
+// console open of that pool waits for it.
+func loginAll(ctx context.Context, log *slog.Logger, clients []*xapi.Client, wait time.Duration) {
+	var wg sync.WaitGroup
 	for _, c := range clients {
-		ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		if err := c.Login(ctx); err != nil {
-			log.Error("pool login failed; will retry on demand", "pool", c.Name(), "err", err)
-		} else {
-			log.Info("pool ready", "pool", c.Name(), "master", c.Master())
-		}
-		cancel()
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			defer cancel()
+			if err := c.Login(ctx); err != nil {
+				log.Error("pool login failed; will retry on demand", "pool", c.Name(), "err", err)
+			} else {
+				log.Info("pool ready", "pool", c.Name(), "master", c.Master())
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-time.After(wait):
+		log.Warn("serving before every pool has answered its login", "waited", wait)
 	}
 }
+
+// loginWait is how long serve waits for the pools' logins before it
+// serves anyway.
+const loginWait = 5 * time.Second
 
 // serve runs the bastion configured in the file at path until ctx is done,
 // then shuts it down.
@@ -108,7 +127,7 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 			return err
 		}
 	}
-	loginAll(ctx, log, clients)
+	loginAll(ctx, log, clients, loginWait)
 	srv := &bastion.Server{
 		HostKey: hostKey, Pools: asPools(clients), Policy: policy,
 		Audit: audit, Logger: log, Version: buildVersion(),

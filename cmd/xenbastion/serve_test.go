@@ -250,6 +250,58 @@ func TestServeStdoutAuditPoolDown(t *testing.T) {
 	}
 }
 
+// TestServeHungPool: a pool that takes the connection and never answers
+// does not keep the other pools' users waiting for its login to time out:
+// serve serves once the healthy pool is logged in and loginWait has
+// passed, while that login goes on.
+func TestServeHungPool(t *testing.T) {
+	t.Parallel()
+	p := xapitest.NewTestPool(t, xapitest.Options{AuthFailureDelay: -1, PoolName: "lab", Password: poolPassword})
+	hang, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var held []net.Conn
+	t.Cleanup(func() {
+		hang.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := hang.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			held = append(held, c)
+			mu.Unlock()
+		}
+	}()
+	dir := t.TempDir()
+	c := labConfig(t, p, dir)
+	c.Listen = "127.0.0.1:0"
+	c.Pools = append(c.Pools, PoolConfig{Name: "hung", URL: "https://" + hang.Addr().String(), Username: "root",
+		PasswordFile: writeFile(t, dir, "hung.password", "x\n"), TLS: TLSConfig{InsecureSkipVerify: true}})
+	addr, log, _ := startServe(t, writeConfig(t, dir, c))
+	if banner := waitServing(t, addr); !strings.HasPrefix(banner, "SSH-2.0-xenbastion_") {
+		t.Errorf("SSH banner %q", banner)
+	}
+	out := log.String()
+	for _, want := range []string{`msg="pool ready" pool=lab`, "serving before every pool has answered its login"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "pool login failed") {
+		t.Errorf("serve waited for the hung pool's login to fail:\n%s", out)
+	}
+}
+
 // TestServeCancelled cancels serve's context before it starts serving:
 // serve must still return.
 func TestServeCancelled(t *testing.T) {
