@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -189,6 +190,8 @@ type hungLookupPool struct {
 	asked chan struct{}
 	// err, if set, is what a lookup returns once its context has ended.
 	err error
+	// returned, if set, counts the lookups that have returned.
+	returned *atomic.Int32
 }
 
 func (p hungLookupPool) FindVMs(ctx context.Context, target string) ([]xapi.VM, error) {
@@ -203,10 +206,39 @@ func (p hungLookupPool) FindVMs(ctx context.Context, target string) ([]xapi.VM, 
 func (p hungLookupPool) VMs(ctx context.Context) ([]xapi.VM, error) {
 	p.asked <- struct{}{}
 	<-ctx.Done()
+	if p.returned != nil {
+		defer p.returned.Add(1)
+	}
 	if p.err != nil {
 		return nil, p.err
 	}
 	return nil, fmt.Errorf("VM.get_all_records: %w", ctx.Err())
+}
+
+// TestListAsksPoolsAtOnce: list asks every pool at once, so that a pool
+// that does not answer holds up the others' rows by its own wait, not by
+// the sum of every slow pool's.
+func TestListAsksPoolsAtOnce(t *testing.T) {
+	t.Parallel()
+	asked, returned := make(chan struct{}, 2), new(atomic.Int32)
+	b := bastiontest.Start(t, bastiontest.Options{Configure: func(s *bastion.Server) {
+		first := hungLookupPool{Pool: s.Pools[0], asked: asked, returned: returned}
+		s.Pools = []bastion.Pool{first, first}
+		s.ConsoleTimeout = 2 * time.Second // were they asked in turn, the second would wait this long
+	}})
+	sess, err := b.Dial(t, "alice").NewSession()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	if err := sess.Start("list"); err != nil {
+		t.Fatal(err)
+	}
+	<-asked
+	<-asked
+	if n := returned.Load(); n != 0 {
+		t.Errorf("the second pool was asked after %d answer(s)", n)
+	}
 }
 
 // errorLog keeps the messages of the records at level ERROR that pass

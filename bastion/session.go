@@ -350,8 +350,24 @@ func (s *Server) VisibleVMs(ctx context.Context, user string) ([]ListEntry, []st
 func (s *Server) visibleVMs(ctx context.Context, user string) (entries []ListEntry, failed []string) {
 	entries = []ListEntry{}
 	policy := s.currentPolicy()
-	for _, p := range s.Pools {
-		vms, err := p.VMs(ctx)
+	// Every pool is asked at once: one that is slow to answer must not
+	// hold up the others' rows by the time it takes.
+	type answer struct {
+		vms []xapi.VM
+		err error
+	}
+	answers := make([]answer, len(s.Pools))
+	var wg sync.WaitGroup
+	for i, p := range s.Pools {
+		wg.Go(func() {
+			defer s.recoverPanic("list")
+			answers[i].err = errors.New("list failed") // what a panic leaves
+			answers[i].vms, answers[i].err = p.VMs(ctx)
+		})
+	}
+	wg.Wait()
+	for i, p := range s.Pools {
+		vms, err := answers[i].vms, answers[i].err
 		if err != nil {
 			if !errors.Is(ctx.Err(), context.Canceled) || errors.As(err, new(*xapi.FingerprintError)) {
 				// Not the client leaving or the shutdown: the pool failed.
