@@ -2,6 +2,7 @@ package bastion
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -58,11 +59,15 @@ type Event struct {
 // bastions and log shippers never see a torn line. The zero value discards
 // events.
 type AuditLog struct {
-	mu   sync.Mutex // serialises writes, so lines never interleave
+	mu   sync.Mutex // serialises writes, so lines never interleave, and guards w and file
 	w    io.Writer
 	file *os.File // non-nil when w is a file that can be synced
+	path string   // file's path, for Reopen
 	now  func() time.Time
 }
+
+// auditFlags open the audit log for appending, creating it.
+const auditFlags = os.O_WRONLY | os.O_APPEND | os.O_CREATE
 
 // OpenAuditLog opens path for appending (creating it with mode 0600), or
 // standard output for "-".
@@ -70,11 +75,11 @@ func OpenAuditLog(path string) (*AuditLog, error) {
 	if path == "-" {
 		return &AuditLog{w: os.Stdout}, nil
 	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, auditFlags, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("audit log: %w", err)
 	}
-	return &AuditLog{w: f, file: f}, nil
+	return &AuditLog{w: f, file: f, path: path}, nil
 }
 
 // NewAuditLog returns an audit log that writes to w.
@@ -83,7 +88,7 @@ func NewAuditLog(w io.Writer) *AuditLog { return &AuditLog{w: w} }
 // Write stamps ev with the time and appends it. With sync, the file is
 // synced to disk before Write returns.
 func (a *AuditLog) Write(ev Event, sync bool) error {
-	if a == nil || a.w == nil {
+	if a == nil {
 		return nil
 	}
 	now := time.Now
@@ -97,33 +102,79 @@ func (a *AuditLog) Write(ev Event, sync bool) error {
 	}
 	line = append(line, '\n')
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if _, err := a.w.Write(line); err != nil {
+	if a.w != nil {
+		_, err = a.w.Write(line)
+	}
+	f := a.file
+	a.mu.Unlock()
+	if err != nil {
 		return fmt.Errorf("audit log: %w", err)
 	}
 	if sync {
-		return a.Sync()
+		return a.sync(f)
 	}
 	return nil
 }
 
 // Sync flushes the records written so far to disk.
 func (a *AuditLog) Sync() error {
-	if a == nil || a.file == nil {
+	if a == nil {
 		return nil
 	}
-	if err := a.file.Sync(); err != nil {
+	a.mu.Lock()
+	f := a.file
+	a.mu.Unlock()
+	return a.sync(f)
+}
+
+// sync syncs f, the log's file when the caller last looked. Writes go on
+// meanwhile: an fsync costs as much as a console dial.
+func (a *AuditLog) sync(f *os.File) error {
+	if f == nil {
+		return nil
+	}
+	if err := f.Sync(); err != nil {
+		a.mu.Lock()
+		reopened := a.file != f
+		a.mu.Unlock()
+		if reopened && errors.Is(err, os.ErrClosed) {
+			return nil // Reopen synced f before it closed it
+		}
 		return fmt.Errorf("audit log: sync: %w", err)
 	}
 	return nil
 }
 
+// Reopen opens the log's path again, for log rotation: once the file has
+// been renamed (logrotate's default), records go to a new file at the
+// path. What was written to the old file is synced before it is closed.
+// If the path cannot be opened, records go on to the old file. A log on
+// standard output, or on a writer, is left as it is.
+func (a *AuditLog) Reopen() error {
+	if a == nil || a.path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(a.path, auditFlags, 0o600)
+	if err != nil {
+		return fmt.Errorf("audit log: reopen: %w", err)
+	}
+	a.mu.Lock()
+	old := a.file
+	a.w, a.file = f, f
+	a.mu.Unlock()
+	serr := old.Sync()
+	return errors.Join(serr, old.Close())
+}
+
 // Close closes the log's file, if it has one.
 func (a *AuditLog) Close() error {
-	if a == nil || a.file == nil {
+	if a == nil {
 		return nil
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.file == nil {
+		return nil
+	}
 	return a.file.Close()
 }

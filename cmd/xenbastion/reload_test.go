@@ -42,10 +42,17 @@ func TestReloadOnSIGHUP(t *testing.T) {
 
 	c.Users[0].Allow = rulesOf("web-*")
 	writeConfig(t, dir, c)
+	// logrotate's default: the log is renamed, then the bastion is told.
+	if err := os.Rename(c.AuditLog, c.AuditLog+".1"); err != nil {
+		t.Fatal(err)
+	}
 	syscall.Kill(syscall.Getpid(), syscall.SIGHUP)
 	waitFor(t, log, regexp.MustCompile(`(reload: configuration reloaded)`), nil)
 	if got := list(); got != "web-1 web-2" {
 		t.Errorf("after the reload alice sees %q, want web-1 web-2", got)
+	}
+	if data, err := os.ReadFile(c.AuditLog); err != nil || !strings.Contains(string(data), `"event":"auth.success"`) {
+		t.Errorf("after rotation and SIGHUP, the audit log at its path has %q (%v), want the new login", data, err)
 	}
 
 	// Renaming (or removing) a running pool needs a restart: the pool is

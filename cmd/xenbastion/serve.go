@@ -149,7 +149,8 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 }
 
 // reloadOnHangup re-reads the configuration and every key file on each
-// SIGHUP from hup and gives the server the new policy. A file that does
+// SIGHUP from hup and gives the server the new policy. It reopens the
+// audit log first, for log rotation. A file that does
 // not load, or drops a running pool, keeps the running configuration, and
 // the log says why. The other settings need a restart (restartOnly); the
 // log names those that changed.
@@ -159,6 +160,9 @@ func reloadOnHangup(log *slog.Logger, hup <-chan os.Signal, path string, running
 		for {
 			select {
 			case <-hup:
+				if err := srv.Audit.Reopen(); err != nil {
+					log.Error("reload: the audit log could not be reopened; records go on to the old file", "err", err)
+				}
 				reload(log, path, running, srv)
 			case <-done:
 				return
