@@ -265,6 +265,8 @@ func rpc[T any](ctx context.Context, c *Client, base, method string, out *T, arg
 		return err
 	}
 	switch {
+	case resp.StatusCode != http.StatusOK && resp.Header.Get("Location") != "":
+		err = fmt.Errorf("HTTP %s to %q (not followed)", resp.Status, resp.Header.Get("Location"))
 	case resp.StatusCode != http.StatusOK:
 		err = fmt.Errorf("HTTP %s", resp.Status)
 	case len(data) > maxReply:
@@ -440,6 +442,14 @@ func (c *Client) login(ctx context.Context) (session, master string, err error) 
 		if err := c.checkPool(ctx, master, session); err != nil {
 			var void struct{}
 			_ = rpc(ctx, c, master, "session.logout", &void, session)
+			// The host that named it has left the pool, or a call's
+			// HOST_IS_SLAVE led here: look on, from the configured
+			// host, for the pool's own master.
+			if next := c.fallback(tried); next != "" {
+				c.log.Warn("asking another host of the pool for its master", "refused", master, "host", next)
+				master = next
+				continue
+			}
 			return "", "", err
 		}
 		c.log.Info("logged in to xapi", "master", master)

@@ -1728,8 +1728,8 @@ func TestNoRedirects(t *testing.T) {
 			}))
 			t.Cleanup(srv.Close)
 			err := newFakeClient(t, srv).Login(t.Context())
-			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("HTTP %d", code)) {
-				t.Errorf("Login: %v, want an HTTP %d error", err, code)
+			if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("HTTP %d", code)) || !strings.Contains(err.Error(), elsewhere.URL) {
+				t.Errorf("Login: %v, want an HTTP %d error naming where it pointed", err, code)
 			}
 			if n := reached.Load(); n != 0 {
 				t.Errorf("the redirect was followed: %d requests reached %s", n, elsewhere.URL)
@@ -2054,6 +2054,74 @@ func TestFailoverIntoAnotherPool(t *testing.T) {
 	if n := b.Sessions(); n != 0 {
 		t.Errorf("the other pool holds %d sessions of the client, want 0 (logged out)", n)
 	}
+}
+
+// TestFailoverPastAnotherPool: a login that meets another pool's master
+// looks on, from the configured host and the other hosts it knows, for
+// its own pool's master, and the client serves its pool again. Once
+// through a remembered host that has joined another pool during an HA
+// failover, once with the master itself moved there (a call's
+// HOST_IS_SLAVE naming another pool's master).
+func TestFailoverPastAnotherPool(t *testing.T) {
+	t.Parallel()
+	otherPool := func(t *testing.T) (b *xapitest.Pool, namesB string) {
+		b = newPool(t, xapitest.Options{Members: -1})
+		ex := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			io.ReadAll(r.Body)
+			w.Header().Set("Content-Type", "text/xml")
+			fmt.Fprintf(w, `<?xml version="1.0"?><methodResponse><params><param><value><struct>`+
+				`<member><name>Status</name><value>Failure</value></member>`+
+				`<member><name>ErrorDescription</name><value><array><data><value>HOST_IS_SLAVE</value><value>%s</value></data></array></value></member>`+
+				`</struct></value></param></params></methodResponse>`, b.Master().Address())
+		}))
+		t.Cleanup(ex.Close)
+		return b, strings.TrimPrefix(ex.URL, "https://")
+	}
+	t.Run("HA failover", func(t *testing.T) {
+		t.Parallel()
+		a := newPool(t, xapitest.Options{})
+		b, namesB := otherPool(t)
+		c := newTOFUClient(t, a, filepath.Join(t.TempDir(), "known_hosts"))
+		var down atomic.Bool
+		dead := a.Host(0).Address()
+		c.dialer.Control = func(_, address string, _ syscall.RawConn) error {
+			if down.Load() && address == dead {
+				return errors.New("host 0 is down")
+			}
+			return nil
+		}
+		findVM(t, c, "web-1")
+		c.noteHost(namesB)                             // asked first
+		dial(t, c, findVM(t, c, "web-2"), RFB).Close() // host 1, as a console host
+		down.Store(true)
+		must(t, a.MoveMaster(1))
+		a.ExpireSessions()
+		c.http.CloseIdleConnections()
+		findVM(t, c, "db-1")
+		if got, want := c.Master(), a.Host(1).URL(); got != want {
+			t.Errorf("Master() = %s after the failover, want host 1 (%s)", got, want)
+		}
+		if n := b.Sessions(); n != 0 {
+			t.Errorf("the other pool holds %d sessions of the client, want 0", n)
+		}
+	})
+	t.Run("master moved to another pool", func(t *testing.T) {
+		t.Parallel()
+		a := newPool(t, xapitest.Options{Members: -1})
+		b, _ := otherPool(t)
+		c := newTOFUClient(t, a, filepath.Join(t.TempDir(), "known_hosts"))
+		findVM(t, c, "web-1")
+		home := c.Master()
+		c.moveMaster(home, b.Master().URL())
+		c.dropSession(c.session)
+		findVM(t, c, "db-1") // not cached: it calls, and logs in
+		if got := c.Master(); got != home {
+			t.Errorf("Master() = %s, want the configured host %s", got, home)
+		}
+		if n := b.Sessions(); n != 0 {
+			t.Errorf("the other pool holds %d sessions of the client, want 0", n)
+		}
+	})
 }
 
 // TestDeadMasterAskedOnce: xapi names a master by bare address
