@@ -63,7 +63,11 @@ type AuditLog struct {
 	w    io.Writer
 	file *os.File // non-nil when w is a file that can be synced
 	path string   // file's path, for Reopen
-	now  func() time.Time
+	// retired is the file the last Reopen closed, and how syncing it
+	// went: a sync that raced the Reopen takes that as its own.
+	retired    *os.File
+	retiredErr error
+	now        func() time.Time
 }
 
 // auditFlags open the audit log for appending, creating it.
@@ -133,13 +137,18 @@ func (a *AuditLog) sync(f *os.File) error {
 	if f == nil {
 		return nil
 	}
-	if err := f.Sync(); err != nil {
+	err := f.Sync()
+	if errors.Is(err, os.ErrClosed) {
+		// Reopen synced f, then closed it: its result is this one's. A
+		// file retired by an earlier Reopen (two rotations during one
+		// sync) has no result left: say it failed, to be safe.
 		a.mu.Lock()
-		reopened := a.file != f
-		a.mu.Unlock()
-		if reopened && errors.Is(err, os.ErrClosed) {
-			return nil // Reopen synced f before it closed it
+		if a.retired == f {
+			err = a.retiredErr
 		}
+		a.mu.Unlock()
+	}
+	if err != nil {
 		return fmt.Errorf("audit log: sync: %w", err)
 	}
 	return nil
@@ -148,8 +157,10 @@ func (a *AuditLog) sync(f *os.File) error {
 // Reopen opens the log's path again, for log rotation: once the file has
 // been renamed (logrotate's default), records go to a new file at the
 // path. What was written to the old file is synced before it is closed.
-// If the path cannot be opened, records go on to the old file. A log on
-// standard output, or on a writer, is left as it is.
+// If the path cannot be opened, records go on to the old file and the
+// error says "reopen"; if the old file could not be synced or closed, the
+// error says "reopened". A log on standard output, or on a writer, is left
+// as it is.
 func (a *AuditLog) Reopen() error {
 	if a == nil || a.path == "" {
 		return nil
@@ -163,7 +174,13 @@ func (a *AuditLog) Reopen() error {
 	a.w, a.file = f, f
 	a.mu.Unlock()
 	serr := old.Sync()
-	return errors.Join(serr, old.Close())
+	a.mu.Lock()
+	a.retired, a.retiredErr = old, serr
+	a.mu.Unlock()
+	if err := errors.Join(serr, old.Close()); err != nil {
+		return fmt.Errorf("audit log: reopened, but the old file: %w", err)
+	}
+	return nil
 }
 
 // Close closes the log's file, if it has one.

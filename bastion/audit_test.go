@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/xenbastion/xenbastion/bastion"
@@ -78,5 +79,39 @@ func TestAuditReopen(t *testing.T) {
 	}
 	if want := 2 + writers*each; n != want {
 		t.Errorf("%d records in %d files, want %d", n, len(files), want)
+	}
+}
+
+// TestAuditReopenSyncFails: a sync that races a Reopen reports how syncing
+// the old file went, not success. /dev/null refuses every fsync.
+func TestAuditReopenSyncFails(t *testing.T) {
+	t.Parallel()
+	a, err := bastion.OpenAuditLog(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Sync(); err == nil {
+		t.Skip("this system's /dev/null takes fsync")
+	}
+	var synced atomic.Int32
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(func() {
+			for range 500 {
+				if a.Write(bastion.Event{Event: bastion.EventAuthSuccess}, true) == nil {
+					synced.Add(1)
+				}
+			}
+		})
+	}
+	for range 50 {
+		if err := a.Reopen(); err == nil || !strings.Contains(err.Error(), "reopened, but the old file") {
+			t.Errorf("Reopen: %v", err)
+		}
+	}
+	wg.Wait()
+	if n := synced.Load(); n != 0 {
+		t.Errorf("%d synced writes reported success, though no fsync succeeded", n)
 	}
 }

@@ -321,5 +321,12 @@ func TestLegacySignaturesRefused(t *testing.T) {
 		if (err == nil) != tt.ok {
 			t.Errorf("%s: logged in %v, want %v (%v)", tt.name, err == nil, tt.ok, err)
 		}
+		if !tt.ok {
+			// The audit record says why, not "no key offered".
+			b.WaitEvent(t, func(ev bastion.Event) bool {
+				return ev.Event == bastion.EventAuthFailure && strings.Contains(ev.Reason, "key algorithm not accepted") &&
+					strings.Contains(ev.Reason, strings.Fields(tt.name)[0])
+			})
+		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -355,6 +356,10 @@ func (s *Server) authConfig(st *connState) *gossh.ServerConfig {
 				st.authenticated = true
 			case method != "publickey" && method != "none":
 				st.failure = method + " authentication is not offered"
+			case method == "publickey" && strings.Contains(err.Error(), "not accepted"):
+				// Refused before any callback: a DSA key, or an RSA
+				// key's SHA-1 signature (pubKeyAuthAlgorithms).
+				st.failure = "key algorithm not accepted (" + strings.TrimPrefix(err.Error(), "ssh: ") + ")"
 			case method == "none" && st.failure == "":
 				st.failure = "no key offered"
 			}

@@ -155,13 +155,15 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 // the log says why. The other settings need a restart (restartOnly); the
 // log names those that changed.
 func reloadOnHangup(log *slog.Logger, hup <-chan os.Signal, path string, running *Config, srv *bastion.Server) (stop func()) {
-	done := make(chan struct{})
+	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
+		defer close(exited)
 		for {
 			select {
 			case <-hup:
 				if err := srv.Audit.Reopen(); err != nil {
-					log.Error("reload: the audit log could not be reopened; records go on to the old file", "err", err)
+					// Its text says whether records still go to the old file.
+					log.Error("reload: reopening the audit log", "err", err)
 				}
 				reload(log, path, running, srv)
 			case <-done:
@@ -169,7 +171,8 @@ func reloadOnHangup(log *slog.Logger, hup <-chan os.Signal, path string, running
 			}
 		}
 	}()
-	return func() { close(done) }
+	// stop waits for a reload under way: the audit log is closed next.
+	return func() { close(done); <-exited }
 }
 
 func reload(log *slog.Logger, path string, running *Config, srv *bastion.Server) {
