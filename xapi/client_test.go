@@ -2026,17 +2026,8 @@ func TestSlowCallKeepsSession(t *testing.T) {
 func TestFailoverIntoAnotherPool(t *testing.T) {
 	t.Parallel()
 	a := newPool(t, xapitest.Options{Members: -1})
-	b := newPool(t, xapitest.Options{Members: -1}) // the same credentials
+	b, namesB := otherPool(t)
 	b.AddVM(xapitest.VMSpec{Name: "other-pool-vm"})
-	ex := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.ReadAll(r.Body)
-		w.Header().Set("Content-Type", "text/xml")
-		fmt.Fprintf(w, `<?xml version="1.0"?><methodResponse><params><param><value><struct>`+
-			`<member><name>Status</name><value>Failure</value></member>`+
-			`<member><name>ErrorDescription</name><value><array><data><value>HOST_IS_SLAVE</value><value>%s</value></data></array></value></member>`+
-			`</struct></value></param></params></methodResponse>`, b.Master().Address())
-	}))
-	t.Cleanup(ex.Close)
 	// With trust on first use, each new host is taken at its word (and
 	// xapitest's hosts share certificates across pools anyway): only the
 	// pool check stands in the way.
@@ -2044,7 +2035,7 @@ func TestFailoverIntoAnotherPool(t *testing.T) {
 	if _, err := c.FindVMs(t.Context(), "web-1"); err != nil {
 		t.Fatal(err)
 	}
-	c.noteHost(strings.TrimPrefix(ex.URL, "https://")) // met as a console host
+	c.noteHost(namesB) // met as a console host
 	a.Close()
 	c.http.CloseIdleConnections() // the next call dials, and finds a gone
 	vms, err := c.FindVMs(t.Context(), "other-pool-vm")
@@ -2056,6 +2047,24 @@ func TestFailoverIntoAnotherPool(t *testing.T) {
 	}
 }
 
+// otherPool starts another pool, with the same credentials, and a host
+// that has joined it: it answers every call with HOST_IS_SLAVE naming that
+// pool's master (namesB, its HOST:PORT).
+func otherPool(t *testing.T) (b *xapitest.Pool, namesB string) {
+	t.Helper()
+	b = newPool(t, xapitest.Options{Members: -1})
+	ex := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "text/xml")
+		fmt.Fprintf(w, `<?xml version="1.0"?><methodResponse><params><param><value><struct>`+
+			`<member><name>Status</name><value>Failure</value></member>`+
+			`<member><name>ErrorDescription</name><value><array><data><value>HOST_IS_SLAVE</value><value>%s</value></data></array></value></member>`+
+			`</struct></value></param></params></methodResponse>`, b.Master().Address())
+	}))
+	t.Cleanup(ex.Close)
+	return b, strings.TrimPrefix(ex.URL, "https://")
+}
+
 // TestFailoverPastAnotherPool: a login that meets another pool's master
 // looks on, from the configured host and the other hosts it knows, for
 // its own pool's master, and the client serves its pool again. Once
@@ -2064,19 +2073,6 @@ func TestFailoverIntoAnotherPool(t *testing.T) {
 // HOST_IS_SLAVE naming another pool's master).
 func TestFailoverPastAnotherPool(t *testing.T) {
 	t.Parallel()
-	otherPool := func(t *testing.T) (b *xapitest.Pool, namesB string) {
-		b = newPool(t, xapitest.Options{Members: -1})
-		ex := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			io.ReadAll(r.Body)
-			w.Header().Set("Content-Type", "text/xml")
-			fmt.Fprintf(w, `<?xml version="1.0"?><methodResponse><params><param><value><struct>`+
-				`<member><name>Status</name><value>Failure</value></member>`+
-				`<member><name>ErrorDescription</name><value><array><data><value>HOST_IS_SLAVE</value><value>%s</value></data></array></value></member>`+
-				`</struct></value></param></params></methodResponse>`, b.Master().Address())
-		}))
-		t.Cleanup(ex.Close)
-		return b, strings.TrimPrefix(ex.URL, "https://")
-	}
 	t.Run("HA failover", func(t *testing.T) {
 		t.Parallel()
 		a := newPool(t, xapitest.Options{})
