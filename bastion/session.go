@@ -403,13 +403,13 @@ func (s *Server) visibleVMs(ctx context.Context, user string) (entries []ListEnt
 }
 
 // watchClose returns a context that ends with the session's connection,
-// and also, with cause errClientClosed, if the client closes the session's
-// channel before unwatch is called, or errShutdown, if the bastion shuts
+// and also, before unwatch is called, with cause errClientClosed if the
+// client closes the session's channel, or errShutdown if the bastion shuts
 // down: an open or a list then stops at once, not when the pool answers or
-// times out. gliderlabs ends a session's
-// context only with its connection, but a client that multiplexes
-// sessions over one connection (OpenSSH's ControlMaster) closes one alone.
-// release unwatches and ends the context.
+// times out. gliderlabs ends a session's context only with its
+// connection, but a client that multiplexes sessions over one connection
+// (OpenSSH's ControlMaster) closes one alone. release unwatches and ends
+// the context.
 func (ss *session) watchClose() (ctx context.Context, unwatch, release func()) {
 	ctx, cancel := context.WithCancelCause(ss.sess.Context())
 	stop, done := make(chan struct{}), make(chan struct{})

@@ -157,17 +157,11 @@ func (c *Client) requestOnSpare(ctx context.Context, host string, u *url.URL, se
 	if tc == nil {
 		return nil, nil
 	}
-	// Checked again: the known-hosts file may have changed since the
-	// spare's handshake (which is done: a first use may be recorded).
-	verify := c.tlsConfigFor(host).VerifyConnection
-	if c.known != nil {
-		verify = func(cs tls.ConnectionState) error { return c.verifyFirstUse(host, cs, true) }
-	}
-	if verify != nil {
-		if err := verify(tc.ConnectionState()); err != nil {
-			tc.Close()
-			return nil, err
-		}
+	// Checked again: the pins or the known-hosts file may have changed
+	// since the spare's handshake.
+	if err := c.verifyDone(host, tc.ConnectionState()); err != nil {
+		tc.Close()
+		return nil, err
 	}
 	reply, err := c.request(ctx, tc, u, session)
 	if err != nil {

@@ -90,6 +90,19 @@ func setServerName(cfg *tls.Config, hostport string) {
 	}
 }
 
+// verifyDone checks the certificate of a finished handshake with hostport
+// as the handshake does (tlsConfigFor), and records a host met for the
+// first time, as one may be once the handshake is done.
+func (c *Client) verifyDone(hostport string, cs tls.ConnectionState) error {
+	if c.known != nil {
+		return c.verifyFirstUse(hostport, cs, true)
+	}
+	if verify := c.tlsConfigFor(hostport).VerifyConnection; verify != nil {
+		return verify(cs)
+	}
+	return nil
+}
+
 // verifyFirstUse checks the certificate of the host at hostport against
 // the known-hosts file, and, if record is set, records it when the host
 // has none there.

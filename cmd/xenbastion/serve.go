@@ -150,10 +150,10 @@ func serve(ctx context.Context, path string, stderr io.Writer) error {
 
 // reloadOnHangup re-reads the configuration and every key file on each
 // SIGHUP from hup and gives the server the new policy. It reopens the
-// audit log first, for log rotation. A file that does
-// not load, or drops a running pool, keeps the running configuration, and
-// the log says why. The other settings need a restart (restartOnly); the
-// log names those that changed.
+// audit log first, for log rotation. A file that does not load, or drops a
+// running pool, keeps the running configuration, and the log says why.
+// The other settings need a restart (restartOnly); the log names those
+// that changed.
 func reloadOnHangup(log *slog.Logger, hup <-chan os.Signal, path string, running *Config, srv *bastion.Server) (stop func()) {
 	done, exited := make(chan struct{}), make(chan struct{})
 	go func() {
